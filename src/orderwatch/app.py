@@ -1,0 +1,124 @@
+"""What the commands do, beyond parsing their options: one poll, following events, checking sources and channels.
+
+The CLI and the demo call these; the daemon reuses the same ``Poller`` and delivery step on a schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orderwatch import fetch
+from orderwatch.errors import SourceError, StoreError
+from orderwatch.poll import Poller, PollResult, Router
+from orderwatch.store import EventFilter, Store
+
+if TYPE_CHECKING:
+    from orderwatch.config import Config
+    from orderwatch.model import Event
+
+
+def router_for(conf: Config) -> Router:
+    """The function that turns a poll's events into outbox rows, from the config's rules and channels."""
+    from orderwatch import rules
+
+    digest_over = {name: ch.digest_over for name, ch in conf.channels.items()}
+
+    def route(events: Sequence[Event]) -> Sequence[rules.Delivery]:
+        return rules.route(events, conf.rules, digest_over) if conf.rules and events else ()
+
+    return route
+
+
+def dry_run_store(database: str) -> Store:
+    """For ``poll --dry-run``: the database read-only if it exists, else an empty in-memory one."""
+    if Path(database).exists():
+        return Store.open(database, readonly=True)
+    return Store.open(":memory:")
+
+
+async def poll_once(
+    conf: Config, store: Store, names: Sequence[str], *, dry_run: bool, notify: bool
+) -> tuple[list[PollResult], bool]:
+    """Poll the named sources (all when empty) once; deliver due notifications when ``notify``.
+
+    Returns the poll results and whether any delivery failed.
+    """
+    async with fetch.clients() as pool:
+        poller = Poller(store, pool, router=router_for(conf))
+        results = await poller.poll_many(conf, names or None, dry_run=dry_run)
+    delivery_failed = False
+    if notify:
+        from orderwatch.deliver import Deliverer
+
+        report = await Deliverer(store, conf).deliver_due()
+        delivery_failed = report.failed > 0
+    return results, delivery_failed
+
+
+def follow_events(
+    store: Store,
+    flt: EventFilter,
+    after_id: int,
+    emit: Callable[[list[Event]], None],
+    *,
+    every: float = 1.0,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Print events recorded after ``after_id`` as they arrive, until ``stop()`` or Ctrl-C."""
+    last = after_id
+    try:
+        while not stop():
+            fresh = store.events(
+                EventFilter(source=flt.source, order_id=flt.order_id, state=flt.state, kind=flt.kind, after_id=last)
+            )
+            if fresh:
+                emit(fresh)
+                last = fresh[-1].id or last
+            else:
+                time.sleep(every)
+    except KeyboardInterrupt:
+        return
+
+
+async def check_sources(conf: Config) -> list[tuple[str, bool]]:
+    """``check --connect``: fetch one page from each source and report auth or shape problems."""
+    from orderwatch.sources import ADAPTERS
+
+    lines: list[tuple[str, bool]] = []
+    async with fetch.clients() as pool:
+        for src in conf.sources.values():
+            adapter = ADAPTERS[src.kind]
+            req = adapter.list_request(src, adapter.first_cursor())
+            try:
+                fetch.check_transport(src)
+                page = await fetch.fetch_page(pool.for_source(src), src, req, fetch.Tally(), time.monotonic() + 30)
+            except SourceError as exc:
+                lines.append((f"{src.name}: FAILED — {exc.message}", False))
+                continue
+            total = f", {page.total} in all" if page.total is not None else ""
+            lines.append((f"{src.name}: OK — {len(page.orders)} orders on the first page{total}", True))
+    return lines
+
+
+async def check_channels(conf: Config) -> list[tuple[str, bool]]:
+    """``check --notify``: send a test message to every channel; one line per URL, secrets masked."""
+    from orderwatch import notify, render
+
+    lines: list[tuple[str, bool]] = []
+    notice = render.test_notice()
+    for channel in conf.channels.values():
+        urls = [u.get_secret_value() for u in channel.urls]
+        for result in await notify.send(urls, notice):
+            masked = notify.mask_url(urls[result.index])
+            if result.ok:
+                lines.append((f"{channel.name}: {masked}: sent", True))
+            else:
+                kind = "permanent failure" if result.permanent else "failed"
+                lines.append((f"{channel.name}: {masked}: {kind} — {result.reason}", False))
+    return lines
+
+
+__all__ = ["StoreError", "check_channels", "check_sources", "dry_run_store", "follow_events", "poll_once"]

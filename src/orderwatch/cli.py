@@ -1,0 +1,442 @@
+"""The ``orderwatch`` command line (click + rich). Heavy modules are imported inside the commands that need them.
+
+Exit codes: 0 success; 1 the work ran but something failed (a source could not be polled, a notification could not
+be delivered); 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from orderwatch import __version__
+from orderwatch.errors import ConfigError, OrderwatchError, StoreError
+from orderwatch.output import FORMATS
+
+if TYPE_CHECKING:
+    from orderwatch.config import Config
+    from orderwatch.store import Store
+
+T = TypeVar("T")
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    from orderwatch.log import scrub
+
+    click.echo(f"orderwatch: {scrub(message)}", err=True)
+    sys.exit(code)
+
+
+def _load(ctx: click.Context) -> Config:
+    """The configuration named by ``--config`` (or found in the usual places); exit 2 with every problem if bad."""
+    from orderwatch import config as cfg
+    from orderwatch import log
+
+    obj = ctx.find_root().obj or {}
+    if obj.get("config") is not None:
+        loaded: Config = obj["config"]
+        return loaded
+    try:
+        conf = cfg.load_config(obj.get("config_path"))
+    except ConfigError as exc:
+        where = f"{exc.path}: " if exc.path else ""
+        for problem in exc.problems:
+            click.echo(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
+        sys.exit(EXIT_USAGE)
+    log.register_secrets(cfg.secrets(conf))
+    log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
+    obj["config"] = conf
+    return conf
+
+
+def _database(ctx: click.Context, conf: Config) -> str:
+    override = (ctx.find_root().obj or {}).get("database")
+    return str(override or conf.database)
+
+
+def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
+    from orderwatch.store import Store
+
+    try:
+        return Store.open(_database(ctx, conf), readonly=readonly)
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    import anyio
+
+    return anyio.run(main, backend="asyncio")
+
+
+def _check_sources(conf: Config, names: tuple[str, ...]) -> None:
+    unknown = [n for n in names if n not in conf.sources]
+    if unknown:
+        _fail(f"unknown source {unknown[0]!r} (configured: {', '.join(conf.sources) or 'none'})", EXIT_USAGE)
+
+
+def _iso_since(value: str) -> str:
+    """``--since``: a duration back from now ("24h") or an ISO 8601 time, as the stored timestamp format."""
+    from orderwatch.config import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        pass
+    else:
+        return datetime.fromtimestamp(datetime.now(UTC).timestamp() - seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f'expected a duration like "24h" or an ISO 8601 time, got {value!r}') from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="table (default on a terminal), json (one array) or ndjson (one object per line; default in pipes).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="ORDERWATCH_CONFIG",
+    help="Config file (default: $ORDERWATCH_CONFIG, ./orderwatch.toml, /etc/orderwatch/orderwatch.toml).",
+)
+@click.option("--database", type=click.Path(dir_okay=False), help="Use this database instead of the config's.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Override log.level.")
+@click.version_option(__version__, prog_name="orderwatch")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, database: str | None, log_level: str | None) -> None:
+    """Watch orders-list APIs, detect every order's state transitions, and notify."""
+    ctx.obj = {"config_path": config_path, "database": database, "log_level": log_level}
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Fetch and diff, but write nothing and send nothing.")
+@click.option("--no-notify", is_flag=True, help="Record events and queue notifications, but deliver none now.")
+@format_option
+@click.pass_context
+def poll(ctx: click.Context, sources: tuple[str, ...], dry_run: bool, no_notify: bool, fmt: str | None) -> None:
+    """Poll SOURCES (default: all) once and print the events it made."""
+    from orderwatch import app
+    from orderwatch.output import default_format, print_events
+
+    conf = _load(ctx)
+    _check_sources(conf, sources)
+    store = _open_store(ctx, conf, readonly=False) if not dry_run else app.dry_run_store(_database(ctx, conf))
+    try:
+        results, delivery_failed = _run(
+            lambda: app.poll_once(conf, store, sources, dry_run=dry_run, notify=not (dry_run or no_notify))
+        )
+    finally:
+        store.close()
+    events = [e for r in results for e in r.events]
+    print_events(events, default_format() if fmt is None else fmt, sys.stdout)  # type: ignore[arg-type]
+    for r in results:
+        if r.error:
+            click.echo(f"orderwatch: {r.source}: {r.error}", err=True)
+        elif r.baseline:
+            click.echo(f"orderwatch: {r.source}: baseline of {r.orders} orders recorded (no events)", err=True)
+    if any(r.error for r in results) or delivery_failed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--since", help='Only events detected since this: a duration back ("24h") or an ISO 8601 time.')
+@click.option("--source", help="Only events of this source.")
+@click.option("--order", "order_id", help="Only events of this order id.")
+@click.option("--state", help="Only events from or to this state (case-insensitive).")
+@click.option("--kind", type=click.Choice(["transition", "appeared", "vanished"]), help="Only events of this kind.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N (still printed oldest first).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are recorded (Ctrl-C stops).")
+@format_option
+@click.pass_context
+def changes(
+    ctx: click.Context,
+    since: str | None,
+    source: str | None,
+    order_id: str | None,
+    state: str | None,
+    kind: str | None,
+    limit: int | None,
+    follow: bool,
+    fmt: str | None,
+) -> None:
+    """Print recorded events, oldest first."""
+    from orderwatch.output import default_format, print_events
+    from orderwatch.store import EventFilter
+
+    conf = _load(ctx)
+    chosen = default_format() if fmt is None else fmt
+    if follow and chosen == "json":
+        _fail("--follow prints a stream: use --format ndjson or table", EXIT_USAGE)
+    store = _open_store(ctx, conf, readonly=True)
+    flt = EventFilter(
+        since=_iso_since(since) if since else None,
+        source=source,
+        order_id=order_id,
+        state=state,
+        kind=kind,
+        limit=limit,
+    )
+    try:
+        events = store.events(flt)
+        print_events(events, chosen, sys.stdout)  # type: ignore[arg-type]
+        if follow:
+            from orderwatch.app import follow_events
+
+            last = events[-1].id if events else _last_event_id(store)
+            follow_events(
+                store,
+                EventFilter(source=source, order_id=order_id, state=state, kind=kind),
+                last,
+                lambda evs: print_events(evs, chosen, sys.stdout),
+            )  # type: ignore[arg-type]
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+
+
+def _last_event_id(store: Store) -> int:
+    from orderwatch.store import EventFilter
+
+    newest = store.events(EventFilter(limit=1))
+    return newest[-1].id or 0 if newest else 0
+
+
+@main.command()
+@click.option("--source", help="Only orders of this source.")
+@click.option("--state", help="Only orders in this state (canonical, case-insensitive).")
+@format_option
+@click.pass_context
+def orders(ctx: click.Context, source: str | None, state: str | None, fmt: str | None) -> None:
+    """Print the current snapshot of orders."""
+    import orjson
+
+    from orderwatch.output import default_format, print_json_array, print_ndjson, print_table
+
+    conf = _load(ctx)
+    store = _open_store(ctx, conf, readonly=True)
+    try:
+        rows = store.orders(source, state)
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    chosen = default_format() if fmt is None else fmt
+    if chosen == "table":
+        print_table(
+            f"{len(rows)} orders",
+            ("source", "order", "state", "raw state", "first seen", "changed"),
+            ((r.source, r.key, r.state, r.raw_state, r.first_seen[:19], r.changed_at[:19]) for r in rows),
+            sys.stdout,
+        )
+        return
+    dicts = (
+        {
+            "source": r.source,
+            "order_id": r.key,
+            "state": r.state,
+            "raw_state": r.raw_state,
+            "first_seen": r.first_seen,
+            "changed_at": r.changed_at,
+            "order": orjson.loads(r.raw),
+        }
+        for r in rows
+    )
+    (print_json_array if chosen == "json" else print_ndjson)(dicts, sys.stdout)
+
+
+@main.command()
+@click.option("--connect", is_flag=True, help="Also fetch one page from each source (auth, shape).")
+@click.option("--notify", is_flag=True, help="Also send a test message to every channel.")
+@click.pass_context
+def check(ctx: click.Context, connect: bool, notify: bool) -> None:
+    """Validate the configuration; optionally try every source and channel."""
+    from orderwatch import app
+
+    conf = _load(ctx)
+    click.echo(
+        f"config OK: {conf.path} — {len(conf.sources)} source(s), {len(conf.channels)} channel(s), "
+        f"{len(conf.rules)} rule(s); database {_database(ctx, conf)}"
+    )
+    ok = True
+    if connect:
+        for line, good in _run(lambda: app.check_sources(conf)):
+            click.echo(line)
+            ok &= good
+    if notify:
+        for line, good in _run(lambda: app.check_channels(conf)):
+            click.echo(line)
+            ok &= good
+    if not ok:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option(
+    "--orders",
+    "n_orders",
+    type=click.IntRange(min=0),
+    default=40,
+    show_default=True,
+    help="Orders each simulated API starts with.",
+)
+@click.option("--every", type=float, default=2.0, show_default=True, help="Seconds between simulated changes.")
+@click.option("--interval", type=float, default=3.0, show_default=True, help="Seconds between polls.")
+@click.pass_context
+def demo(ctx: click.Context, n_orders: int, every: float, interval: float) -> None:
+    """Run the built-in simulator (both API formats) and watch it, printing changes and notices as they happen."""
+    from orderwatch.demo import run_demo
+
+    sys.exit(
+        run_demo(
+            n_orders=n_orders, every=every, interval=interval, database=(ctx.find_root().obj or {}).get("database")
+        )
+    )
+
+
+@main.command(name="run")
+@click.pass_context
+def run_cmd(ctx: click.Context) -> None:
+    """Run the daemon: poll every source on its interval and deliver notifications until SIGTERM/SIGINT.
+
+    SIGHUP reloads the configuration (a bad new config is logged and the old one kept).
+    """
+    from orderwatch.daemon import run_daemon
+
+    conf = _load(ctx)
+    root = ctx.find_root().obj or {}
+    sys.exit(run_daemon(conf, config_path=root.get("config_path"), database=root.get("database")))
+
+
+@main.command()
+@format_option
+@click.pass_context
+def status(ctx: click.Context, fmt: str | None) -> None:
+    """Show each source's last success, last error and next poll, and the outbox depth."""
+    from orderwatch.output import default_format, print_json_array, print_ndjson, print_table
+    from orderwatch.status import source_status
+
+    conf = _load(ctx)
+    store = _open_store(ctx, conf, readonly=True)
+    try:
+        rows, depth = source_status(conf, store)
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    chosen = default_format() if fmt is None else fmt
+    if chosen == "table":
+        columns = ("source", "last success", "last error", "failures", "next poll", "orders")
+        print_table(f"outbox: {depth} pending", columns, ([str(r[c]) for c in columns] for r in rows), sys.stdout)
+    else:
+        (print_json_array if chosen == "json" else print_ndjson)([*rows, {"outbox_pending": depth}], sys.stdout)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--status", "status_", type=click.Choice(["pending", "failed", "sent"]), help="Only rows of this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N rows.")
+@format_option
+@click.pass_context
+def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str | None) -> None:
+    """List notifications: pending, failed or sent, with attempts and the last error."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from orderwatch.output import default_format, print_json_array, print_ndjson, print_table
+
+    conf = _load(ctx)
+    store = _open_store(ctx, conf, readonly=True)
+    try:
+        rows = store.outbox(status_, limit)
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    chosen = default_format() if fmt is None else fmt
+    if chosen == "table":
+        print_table(
+            f"{len(rows)} notifications",
+            ("id", "status", "channel", "rule", "events", "attempts", "next attempt", "last error"),
+            (
+                (
+                    str(r.id),
+                    r.status,
+                    r.channel,
+                    r.rule,
+                    ",".join(map(str, r.event_ids)),
+                    str(r.attempts),
+                    r.next_attempt_at[:19] if r.status == "pending" else "",
+                    r.last_error or "",
+                )
+                for r in rows
+            ),
+            sys.stdout,
+        )
+        return
+    dicts = (
+        {
+            "id": r.id,
+            "status": r.status,
+            "channel": r.channel,
+            "rule": r.rule,
+            "digest": r.digest,
+            "event_ids": list(r.event_ids),
+            "attempts": r.attempts,
+            "created_at": r.created_at,
+            "next_attempt_at": r.next_attempt_at,
+            "last_error": r.last_error,
+            "sent_at": r.sent_at,
+        }
+        for r in rows
+    )
+    (print_json_array if chosen == "json" else print_ndjson)(dicts, sys.stdout)
+
+
+@outbox.command()
+@click.argument("ids", nargs=-1, type=int)
+@click.pass_context
+def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
+    """Re-queue failed notifications (or the given IDS) to be delivered now."""
+    from orderwatch.poll import utcnow
+
+    conf = _load(ctx)
+    store = _open_store(ctx, conf, readonly=False)
+    try:
+        count = store.requeue(ids, now=utcnow())
+    finally:
+        store.close()
+    click.echo(f"re-queued {count} notification(s)")
+    if ids and count < len(ids):
+        _fail(f"{len(ids) - count} of the given ids are unknown or already sent")
+
+
+def run() -> None:
+    """Entry point with top-level error handling: typed errors are one line, never a traceback."""
+    try:
+        main(standalone_mode=True)
+    except OrderwatchError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    run()

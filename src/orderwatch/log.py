@@ -1,0 +1,120 @@
+"""structlog set-up: JSON under journald (or on request), readable lines on a terminal, secrets redacted.
+
+The stdlib loggers of httpx, apscheduler, apprise and stamina go through the same processors. Tracebacks are rendered
+without local variables (they may hold tokens). Every string in an event is scrubbed of registered secrets and of
+anything shaped like a bearer token or a URL password.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+_SECRETS: set[str] = set()
+_PATTERNS = (
+    (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1***"),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^\s\"',;]+"), r"\1***"),
+    (re.compile(r"(://[^/\s:@]*:)[^@\s/]+@"), r"\1***@"),
+)
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Remember values that must never be logged (tokens, passwords, webhook paths); short ones are ignored."""
+    _SECRETS.update(v for v in values if v and len(v) >= 4)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret and secret-shaped fragment replaced by ``***``."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    if isinstance(value, BaseException):
+        return scrub(str(value))
+    return value
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: scrub secrets from every value (after exceptions were rendered to text)."""
+    for key, value in list(event.items()):
+        event[key] = _scrub_value(value)
+    return event
+
+
+def _drop_none(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in [k for k, v in event.items() if v is None]:
+        del event[key]
+    return event
+
+
+def under_journald(stream: TextIO) -> bool:
+    """True when ``stream`` is connected to the journal (systemd sets ``$JOURNAL_STREAM`` to its device:inode)."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    if ":" not in value:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return value == f"{st.st_dev}:{st.st_ino}"
+
+
+def setup(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib loggers once for this process. Logs go to stderr."""
+    out = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "json" if under_journald(out) else "console"
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_none,
+    ]
+    if fmt == "json":
+        tail: list[Any] = [
+            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
+            redact,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        tail = [
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.dev.ConsoleRenderer(colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback),
+        ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS.get(level, logging.INFO))
+    for noisy in ("httpx", "httpcore", "apscheduler", "apprise", "stamina", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(LEVELS.get(level, logging.INFO), logging.WARNING))
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

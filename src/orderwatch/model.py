@@ -1,0 +1,165 @@
+"""Frozen, slotted value types that flow through the pipeline. Pure: no I/O, no clock, no logging.
+
+``Order``       one order as a source returned it, with its canonical state and content hash
+``Page``        one parsed list page: its orders and the totals the API reported
+``Observation`` the result of a sweep: orders by key, and whether the sweep proves absence
+``Known``       what the snapshot remembers of an order (enough to diff)
+``Event``       a detected change: ``appeared``, ``transition`` or ``vanished``
+``Change``      what one observation does to the snapshot: events plus rows to write and remove
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+
+CANONICAL_STATES: Final = ("Pending", "Paid", "Finished", "Expired", "Failed", "Refunded", "Cancelled")
+_CANONICAL_BY_FOLD: Final = {s.casefold(): s for s in CANONICAL_STATES}
+
+EventKind = Literal["appeared", "transition", "vanished"]
+EVENT_KINDS: Final = ("appeared", "transition", "vanished")
+
+
+def canonical_state(raw: str, mapping: Mapping[str, str]) -> str:
+    """The canonical state for ``raw``: ``mapping`` (keys case-folded) first, then a canonical name, else ``raw``."""
+    folded = raw.casefold()
+    mapped = mapping.get(folded)
+    if mapped is not None:
+        return mapped
+    return _CANONICAL_BY_FOLD.get(folded, raw)
+
+
+def is_canonical(state: str) -> bool:
+    """True when ``state`` is one of the canonical states."""
+    return state in _CANONICAL_BY_FOLD.values()
+
+
+def fold_state(state: str) -> str:
+    """``state`` spelled canonically when it is a canonical state in any case, else unchanged."""
+    return _CANONICAL_BY_FOLD.get(state.casefold(), state)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """``obj`` as compact JSON with sorted keys: the stored form of an order and the input of its hash."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits and other values orjson refuses
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(blob: bytes) -> str:
+    """A short, stable hash of an order's canonical JSON."""
+    return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order as the source returned it."""
+
+    key: str
+    raw_state: str
+    state: str
+    raw_json: bytes  # canonical_json of the order as returned
+    digest: str  # content_hash(raw_json)
+
+    @classmethod
+    def build(cls, key: str, raw_state: str, state: str, raw: Any) -> Order:
+        """An order from its parsed JSON object: serialises it once and hashes it."""
+        blob = canonical_json(raw)
+        return cls(key=key, raw_state=raw_state, state=state, raw_json=blob, digest=content_hash(blob))
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One parsed list page."""
+
+    orders: tuple[Order, ...]
+    total: int | None = None  # count / meta.total, when the API said
+    last_page: int | None = None  # Laravel meta.last_page
+    current_page: int | None = None
+    first_item: int | None = None  # Laravel meta.from (1-based)
+    has_next: bool | None = None  # an explicit "more pages" signal (links.next), when the API gives one
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one sweep of a source saw.
+
+    ``complete``: every page asked for was fetched and parsed. ``consistent``: complete, and the totals did not move
+    during the sweep and match the distinct orders seen — only then does the sweep prove that a missing order is gone.
+    ``full``: a sweep of the whole list (not an incremental poll); only full sweeps set baselines or report vanished.
+    """
+
+    source: str
+    orders: Mapping[str, Order]
+    complete: bool
+    consistent: bool
+    full: bool = True
+    reason: str | None = None  # why the sweep is incomplete or inconsistent
+    requests: int = 0
+    bytes: int = 0
+
+    @property
+    def proves_absence(self) -> bool:
+        """True when an order missing from this observation can be reported vanished."""
+        return self.full and self.complete and self.consistent
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the snapshot remembers of one order."""
+
+    raw_state: str
+    state: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A detected change of one order. ``order_json`` is the order as the API returned it (None: fill from store)."""
+
+    source: str
+    order_id: str
+    kind: EventKind
+    from_state: str | None
+    to_state: str | None
+    raw_from: str | None
+    raw_to: str | None
+    detected_at: str
+    order_json: bytes | None = None
+    id: int | None = None
+
+    def order(self) -> Any:
+        """The order as the API returned it, parsed."""
+        return orjson.loads(self.order_json) if self.order_json else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The contract's JSON form of the event."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "order_id": self.order_id,
+            "kind": self.kind,
+            "from_state": self.from_state,
+            "to_state": self.to_state,
+            "raw_from": self.raw_from,
+            "raw_to": self.raw_to,
+            "detected_at": self.detected_at,
+            "order": self.order(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one observation does to a source's snapshot."""
+
+    events: tuple[Event, ...]
+    upserts: tuple[Order, ...]  # new rows and rows whose content hash changed
+    removals: tuple[str, ...]  # keys that vanished
+    baseline: bool = False  # this observation sets the source's baseline (no events)
+    unchanged: int = 0  # orders seen whose content did not change

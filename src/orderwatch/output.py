@@ -1,0 +1,80 @@
+"""How the CLI prints events, orders and outbox rows: a rich table for people, JSON or NDJSON for programs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TextIO
+
+import orjson
+
+from orderwatch.model import Event
+
+Format = Literal["table", "json", "ndjson"]
+FORMATS = ("table", "json", "ndjson")
+
+
+def default_format(stream: TextIO | None = None) -> Format:
+    """``table`` on a terminal, ``ndjson`` otherwise (one JSON object per line suits pipes and scripts)."""
+    return "table" if (stream or sys.stdout).isatty() else "ndjson"
+
+
+def _dump(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def print_json_array(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
+    """One JSON array of ``rows``."""
+    out.write(_dump(list(rows)) + "\n")
+
+
+def print_ndjson(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
+    """One JSON object per line, flushed per line (so ``--follow`` can be piped)."""
+    for row in rows:
+        out.write(_dump(row) + "\n")
+    out.flush()
+
+
+def _state(canonical: str | None, raw: str | None) -> str:
+    if canonical is None:
+        return "—"
+    return canonical if raw is None or raw == canonical else f"{canonical} ({raw})"
+
+
+def event_line(ev: Event) -> tuple[str, ...]:
+    """The table cells of one event."""
+    return (
+        str(ev.id) if ev.id is not None else "",
+        ev.detected_at.replace("T", " ")[:19],
+        ev.source,
+        ev.order_id,
+        ev.kind,
+        _state(ev.from_state, ev.raw_from),
+        _state(ev.to_state, ev.raw_to),
+    )
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO) -> None:
+    """A rich table (plain when ``out`` is not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(file=out, soft_wrap=False).print(table)
+
+
+EVENT_COLUMNS = ("id", "detected (UTC)", "source", "order", "kind", "from", "to")
+
+
+def print_events(events: Sequence[Event], fmt: Format, out: TextIO, *, title: str | None = None) -> None:
+    """Events in ``fmt``: table, a JSON array, or NDJSON — the contract's fields in the machine formats."""
+    emit: dict[str, Callable[[], None]] = {
+        "json": lambda: print_json_array((e.as_dict() for e in events), out),
+        "ndjson": lambda: print_ndjson((e.as_dict() for e in events), out),
+        "table": lambda: print_table(title, EVENT_COLUMNS, (event_line(e) for e in events), out),
+    }
+    emit[fmt]()

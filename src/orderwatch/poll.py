@@ -1,0 +1,215 @@
+"""One poll of a source, end to end: sweep → confirm absences → diff → route → one store transaction.
+
+Shared by ``orderwatch poll`` and the daemon. Store calls run in a worker thread so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from orderwatch import fetch
+from orderwatch.diff import diff
+from orderwatch.errors import AuthError, SourceError, StoreError
+from orderwatch.model import Event, Observation, Order, is_canonical
+
+if TYPE_CHECKING:
+    from orderwatch.config import Config, SourceConfig
+    from orderwatch.store import DeliveryLike, Store
+
+log = structlog.get_logger("orderwatch.poll")
+
+# Orders missing from a consistent sweep are re-checked on the detail endpoint when there are at most this many;
+# a sighting there means the sweep skipped rows, so nothing is reported vanished this time.
+DETAIL_CHECK_MAX = 20
+
+Router = Callable[[Sequence[Event]], Sequence["DeliveryLike"]]
+
+
+def utcnow() -> str:
+    """The current UTC time as the contract's timestamp: ``2026-11-22T10:00:00.123456Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def no_routes(events: Sequence[Event]) -> Sequence[DeliveryLike]:
+    """A router that sends nothing (no rules configured, or ``--no-notify`` style use)."""
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll of one source did."""
+
+    source: str
+    events: tuple[Event, ...] = ()
+    error: str | None = None  # why the poll failed or stopped early (None: a clean, complete poll)
+    auth_failed: bool = False
+    baseline: bool = False
+    orders: int = 0
+    requests: int = 0
+    bytes: int = 0
+    duration: float = 0.0
+    complete: bool = False
+    consistent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the poll completed without error."""
+        return self.error is None
+
+
+class Poller:
+    """Polls sources into one store through one set of HTTP clients."""
+
+    def __init__(
+        self,
+        store: Store,
+        clients: fetch.Clients,
+        *,
+        router: Router = no_routes,
+        now: Callable[[], str] = utcnow,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.router = router
+        self.now = now
+        self._warned_states: set[tuple[str, str]] = set()
+
+    async def poll_many(
+        self, config: Config, names: Iterable[str] | None = None, *, dry_run: bool = False
+    ) -> list[PollResult]:
+        """Poll several sources concurrently; one failing source never stops the others."""
+        chosen = [config.sources[n] for n in names] if names else list(config.sources.values())
+        results: dict[str, PollResult] = {}
+
+        async def one(src: SourceConfig) -> None:
+            results[src.name] = await self.poll(src, dry_run=dry_run)
+
+        async with anyio.create_task_group() as tg:
+            for src in chosen:
+                tg.start_soon(one, src)
+        return [results[s.name] for s in chosen]
+
+    async def poll(self, src: SourceConfig, *, dry_run: bool = False) -> PollResult:
+        """Poll ``src`` once. Never raises for source trouble: the result says what went wrong."""
+        started = time.monotonic()
+        client = self.clients.for_source(src)
+        try:
+            observation = await fetch.sweep(client, src)
+        except SourceError as exc:
+            return await self._failed(src, exc, started, dry_run)
+
+        try:
+            previous = await anyio.to_thread.run_sync(self.store.snapshot, src.name)
+            state = await anyio.to_thread.run_sync(self.store.source_state, src.name)
+        except StoreError as exc:
+            log.error("store unavailable", source=src.name, error=str(exc))
+            return PollResult(src.name, error=str(exc), duration=time.monotonic() - started)
+        baselined = state is not None and state.baseline_at is not None
+        if baselined and observation.proves_absence:
+            observation = await self._confirm_absent(src, previous.keys(), observation)
+        self._warn_unknown_states(src, observation)
+
+        change = diff(previous, observation, baselined=baselined, now=self.now())
+        error = None if observation.complete else observation.reason
+        duration = time.monotonic() - started
+        if dry_run:
+            events = change.events
+        else:
+            deliveries = self.router(change.events)
+            try:
+                stored = await anyio.to_thread.run_sync(
+                    lambda: self.store.record(
+                        src.name,
+                        change,
+                        deliveries,
+                        now=self.now(),
+                        full=observation.full,
+                        requests=observation.requests,
+                        duration=duration,
+                        error=error,
+                    )
+                )
+            except StoreError as exc:
+                log.error(
+                    "store unavailable: events not recorded, will retry next poll", source=src.name, error=str(exc)
+                )
+                return PollResult(src.name, error=str(exc), duration=duration)
+            events = tuple(stored)
+        result = PollResult(
+            source=src.name,
+            events=tuple(events),
+            error=error,
+            baseline=change.baseline,
+            orders=len(observation.orders),
+            requests=observation.requests,
+            bytes=observation.bytes,
+            duration=duration,
+            complete=observation.complete,
+            consistent=observation.consistent,
+        )
+        log.info(
+            "polled" if result.ok else "polled partially",
+            source=src.name,
+            orders=result.orders,
+            events=len(result.events),
+            requests=result.requests,
+            bytes=result.bytes,
+            duration=round(duration, 3),
+            complete=observation.complete,
+            consistent=observation.consistent,
+            baseline=change.baseline or None,
+            reason=observation.reason,
+        )
+        return result
+
+    async def _failed(self, src: SourceConfig, exc: SourceError, started: float, dry_run: bool) -> PollResult:
+        duration = time.monotonic() - started
+        log.warning("poll failed", source=src.name, error=exc.message, retryable=exc.retryable)
+        if not dry_run:
+            try:
+                await anyio.to_thread.run_sync(lambda: self.store.record_failure(src.name, str(exc), now=self.now()))
+            except StoreError as store_exc:
+                log.error("store unavailable", source=src.name, error=str(store_exc))
+        return PollResult(src.name, error=str(exc), auth_failed=isinstance(exc, AuthError), duration=duration)
+
+    async def _confirm_absent(self, src: SourceConfig, known: Iterable[str], observation: Observation) -> Observation:
+        """Re-check orders a consistent sweep did not see; a detail sighting vetoes every absence this poll."""
+        missing = [k for k in known if k not in observation.orders]
+        if not missing or len(missing) > DETAIL_CHECK_MAX:
+            return observation
+        http = self.clients.for_source(src)
+        found: dict[str, Order] = {}
+        for key in missing:
+            try:
+                order = await fetch.fetch_detail(http, src, key)
+            except SourceError:
+                continue  # the sweep was complete and consistent; a failing re-check proves nothing either way
+            if order is not None and order.key == key:
+                found[key] = order
+        if not found:
+            return observation
+        log.info("sweep skipped rows; no order reported vanished this poll", source=src.name, skipped=len(found))
+        return replace(
+            observation,
+            orders={**observation.orders, **found},
+            consistent=False,
+            reason="detail endpoint still has orders the sweep missed",
+        )
+
+    def _warn_unknown_states(self, src: SourceConfig, observation: Observation) -> None:
+        for order in observation.orders.values():
+            if not is_canonical(order.state) and (src.name, order.raw_state) not in self._warned_states:
+                self._warned_states.add((src.name, order.raw_state))
+                log.warning(
+                    "unknown state kept as is; map it with sources.NAME.states",
+                    source=src.name,
+                    state=order.raw_state,
+                )

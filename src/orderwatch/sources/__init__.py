@@ -1,0 +1,44 @@
+"""Source adapters: one small, pure module per API format. ``ADAPTERS`` maps a config ``kind`` to its module.
+
+An adapter builds requests and parses answers; it never performs I/O. To add a format, write a module with the
+functions of ``Adapter`` and add one line to ``ADAPTERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, Protocol
+
+from orderwatch.sources import acedata, lsky
+from orderwatch.sources._types import Request
+
+if TYPE_CHECKING:
+    from orderwatch.config import SourceConfig
+    from orderwatch.model import Order, Page
+
+
+class Adapter(Protocol):
+    """What every source module provides. ``cursor`` is the adapter's own paging position (offset or page)."""
+
+    DEFAULT_STATES: Mapping[str, str]
+    KEY_FIELD: str
+    STATE_FIELD: str
+
+    def list_request(self, src: SourceConfig, cursor: int, *, page_size: int | None = None) -> Request: ...
+
+    def first_cursor(self) -> int: ...
+
+    def next_cursor(self, cursor: int, page: Page, page_size: int) -> int | None: ...
+
+    def parse_list(self, src: SourceConfig, body: bytes) -> Page: ...
+
+    def detail_request(self, src: SourceConfig, key: str) -> Request: ...
+
+    def parse_detail(self, src: SourceConfig, body: bytes) -> Order: ...
+
+    def describe_error(self, body: bytes) -> str | None: ...
+
+
+__all__ = ["ADAPTERS", "Adapter", "Request"]
+
+ADAPTERS: Final[Mapping[str, Adapter]] = {"acedata": acedata, "lsky": lsky}

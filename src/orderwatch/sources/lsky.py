@@ -1,0 +1,113 @@
+"""Lsky Pro+ 2.x ``GET /api/v2/user/orders`` (seed 002): Laravel paginator, ``page``/``per_page``.
+
+Body ``{status, message, data: {data, links, meta}, time}``. Errors may come as HTTP 200 with ``status: "error"``.
+There is no default ORDER BY, so every request sends ``q=sort:latest``. Pure: builds requests, parses bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+from urllib.parse import quote
+
+from orderwatch.errors import ErrorBody, MalformedResponse
+from orderwatch.model import Order, Page
+from orderwatch.sources import _parse
+from orderwatch.sources._types import Request
+
+if TYPE_CHECKING:
+    from orderwatch.config import SourceConfig
+
+DEFAULT_STATES: Final[Mapping[str, str]] = {"unpaid": "Pending", "paid": "Paid", "cancelled": "Cancelled"}
+KEY_FIELD: Final = "trade_no"
+STATE_FIELD: Final = "status"
+LIST_PATH: Final = "/api/v2/user/orders"
+_HEADERS: Final = (("Accept", "application/json"),)
+_OURS: Final = frozenset({"page", "per_page"})
+
+
+def first_cursor() -> int:
+    """Laravel pages are numbered from 1."""
+    return 1
+
+
+def _query(src: SourceConfig) -> str:
+    """The ``q`` parameter: the user's tokens, plus ``sort:latest`` unless they chose a sort."""
+    tokens = [t for k, v in src.params if k == "q" for t in v.split()]
+    if not any(t.startswith("sort:") for t in tokens):
+        tokens.append("sort:latest")
+    return " ".join(tokens)
+
+
+def list_request(src: SourceConfig, cursor: int, *, page_size: int | None = None) -> Request:
+    """The list request for page ``cursor``."""
+    user = tuple((k, v) for k, v in src.params if k not in _OURS and k != "q")
+    size = min(page_size or src.page_size, 9999)
+    params = (("page", str(cursor)), ("per_page", str(size)), ("q", _query(src)), *user)
+    return Request(LIST_PATH, params, _HEADERS)
+
+
+def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
+    """The next page number; None at an empty page, at ``last_page``, or when ``links.next`` is null."""
+    if not page.orders:
+        return None
+    if page.last_page is not None:
+        return cursor + 1 if cursor < page.last_page else None
+    if page.has_next is False:
+        return None
+    return cursor + 1
+
+
+def _unwrap(src: SourceConfig, body: bytes) -> Mapping[str, object]:
+    """The ``data`` member of a success envelope; ``ErrorBody`` for ``status != "success"``."""
+    doc = _parse.decode(src, body)
+    if not isinstance(doc, Mapping):
+        raise MalformedResponse(src.name, f"answer is a JSON {type(doc).__name__}, expected an object")
+    status = doc.get("status")
+    if status is not None and status != "success":
+        message = _parse.error_text(doc) or "no message"
+        raise ErrorBody(src.name, f"the API answered status {status!r}: {message}")
+    data = doc.get("data")
+    if not isinstance(data, Mapping):
+        if status is None and _parse.error_text(doc):
+            raise ErrorBody(src.name, f"the API answered with an error: {_parse.error_text(doc)}")
+        raise MalformedResponse(src.name, f"answer has no 'data' object (keys: {sorted(doc)[:8]})")
+    return data
+
+
+def parse_list(src: SourceConfig, body: bytes) -> Page:
+    """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not the paginator envelope."""
+    data = _unwrap(src, body)
+    items = data.get("data")
+    if not isinstance(items, list):
+        raise MalformedResponse(src.name, f"'data.data' is a {type(items).__name__}, expected a list")
+    meta = data.get("meta")
+    meta = meta if isinstance(meta, Mapping) else data  # Laravel's simple paginator puts meta at the top level
+    links = data.get("links")
+    has_next = None
+    if isinstance(links, Mapping) and "next" in links:
+        has_next = bool(links.get("next"))
+    elif "next_page_url" in data:
+        has_next = bool(data.get("next_page_url"))
+    orders = tuple(_parse.build_order(src, item, KEY_FIELD, STATE_FIELD, f"item {i}") for i, item in enumerate(items))
+    return Page(
+        orders=orders,
+        total=_parse.int_or_none(meta.get("total")),
+        last_page=_parse.int_or_none(meta.get("last_page")),
+        current_page=_parse.int_or_none(meta.get("current_page")),
+        first_item=_parse.int_or_none(meta.get("from")),
+        has_next=has_next,
+    )
+
+
+def detail_request(src: SourceConfig, key: str) -> Request:
+    """The detail request for one order."""
+    return Request(f"{LIST_PATH}/{quote(key, safe='')}", (), _HEADERS)
+
+
+def parse_detail(src: SourceConfig, body: bytes) -> Order:
+    """The order of a detail answer ``{status, data: {...order...}}``."""
+    return _parse.build_order(src, _unwrap(src, body), KEY_FIELD, STATE_FIELD, "the detail answer")
+
+
+describe_error = _parse.describe_error

@@ -1,0 +1,582 @@
+"""All SQL of orderwatch: schema migrations, the per-source snapshot, events, the outbox, and the CLI's queries.
+
+One SQLite file in WAL mode, so the CLI reads while the daemon writes. The schema is applied with sqlite-utils
+``Migrations``; the hot path (snapshot load, changed-row writes) uses sqlite3 directly with ``executemany``.
+A ``Store`` serialises its own use with a lock, so worker threads may share it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from orderwatch.errors import StoreError
+from orderwatch.model import Change, Event, EventKind, Known
+
+MIGRATIONS = Migrations("orderwatch")
+
+
+@MIGRATIONS(name="0001_initial")
+def _m0001(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE sources (
+            name TEXT PRIMARY KEY,
+            baseline_at TEXT,
+            last_poll_at TEXT,
+            last_success_at TEXT,
+            last_full_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            failing_since TEXT,
+            alerted INTEGER NOT NULL DEFAULT 0,
+            orders INTEGER NOT NULL DEFAULT 0,
+            last_requests INTEGER,
+            last_duration REAL
+        );
+        CREATE TABLE orders (
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            raw_state TEXT NOT NULL,
+            state TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            changed_at TEXT NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX orders_by_state ON orders (source, state);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT,
+            raw_from TEXT,
+            raw_to TEXT,
+            detected_at TEXT NOT NULL,
+            order_json TEXT NOT NULL
+        );
+        CREATE INDEX events_by_time ON events (detected_at);
+        CREATE INDEX events_by_order ON events (source, order_id);
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            digest INTEGER NOT NULL DEFAULT 0,
+            event_ids TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            lease_until TEXT,
+            done_urls TEXT NOT NULL DEFAULT '[]',
+            last_error TEXT,
+            sent_at TEXT
+        );
+        CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+        """
+    )
+
+
+@MIGRATIONS(name="0002_notices_and_schedule")
+def _m0002(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN title TEXT;
+        ALTER TABLE outbox ADD COLUMN body TEXT;
+        ALTER TABLE sources ADD COLUMN next_poll_at TEXT;
+        """
+    )
+
+
+class DeliveryLike(Protocol):
+    """What ``record`` needs of a routed delivery (``orderwatch.rules.Delivery``)."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def event_indexes(self) -> tuple[int, ...]: ...
+    @property
+    def digest(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """The bookkeeping row of one source."""
+
+    name: str
+    baseline_at: str | None
+    last_poll_at: str | None
+    last_success_at: str | None
+    last_full_at: str | None
+    last_error: str | None
+    last_error_at: str | None
+    failures: int
+    failing_since: str | None
+    alerted: bool
+    orders: int
+    last_requests: int | None
+    last_duration: float | None
+    next_poll_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """One snapshot row, for ``orderwatch orders``."""
+
+    source: str
+    key: str
+    raw_state: str
+    state: str
+    first_seen: str
+    changed_at: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One notification waiting, sent or failed."""
+
+    id: int
+    channel: str
+    rule: str
+    digest: bool
+    event_ids: tuple[int, ...]
+    status: str
+    attempts: int
+    created_at: str
+    next_attempt_at: str
+    done_urls: tuple[int, ...]
+    last_error: str | None
+    sent_at: str | None
+    title: str | None = None  # a free-form notice (health alert, test message) instead of events
+    body: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Filters of ``orderwatch changes``; every field optional."""
+
+    since: str | None = None
+    source: str | None = None
+    order_id: str | None = None
+    state: str | None = None
+    kind: str | None = None
+    after_id: int | None = None
+    limit: int | None = None
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` (and the SQLite side files' future siblings) readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+class Store:
+    """The database. Open with ``Store.open(path)``; ``readonly=True`` for the CLI's queries."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Store:
+        """Open (and, unless ``readonly``, create and migrate) the database at ``path``."""
+        p = Path(path)
+        try:
+            if readonly:
+                if not p.exists():
+                    raise StoreError(f"no database at {p} yet: run `orderwatch poll` or `orderwatch run` first")
+                conn = sqlite3.connect(
+                    f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout, check_same_thread=False
+                )
+            else:
+                if not p.exists():
+                    _create_private(p)
+                conn = sqlite3.connect(p, timeout=timeout, check_same_thread=False, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                MIGRATIONS.apply(sqlite_utils.Database(conn))
+            conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open database {p}: {exc} (check the path, its permissions and free space)"
+            ) from exc
+        return cls(conn, p)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so it cannot deadlock on upgrade."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"database {self.path}: {exc} (is the disk full or the file read-only?)") from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"database {self.path}: {exc}") from exc
+
+    # ---- snapshot ---------------------------------------------------------------------------------------------
+
+    def snapshot(self, source: str) -> dict[str, Known]:
+        """What the snapshot knows of every order of ``source``."""
+        rows = self._read("SELECT key, raw_state, state, hash FROM orders WHERE source = ?", (source,))
+        return {key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows}
+
+    def source_state(self, source: str) -> SourceState | None:
+        """The bookkeeping row of ``source``, if it was ever polled."""
+        rows = self._read("SELECT * FROM sources WHERE name = ?", (source,))
+        return _source_state(rows[0]) if rows else None
+
+    def source_states(self) -> list[SourceState]:
+        """Every source ever polled."""
+        return [_source_state(r) for r in self._read("SELECT * FROM sources ORDER BY name")]
+
+    def record(
+        self,
+        source: str,
+        change: Change,
+        deliveries: Sequence[DeliveryLike],
+        *,
+        now: str,
+        full: bool,
+        requests: int = 0,
+        duration: float | None = None,
+        error: str | None = None,
+    ) -> list[Event]:
+        """Write ``change`` — snapshot rows, events and their outbox rows — in one transaction.
+
+        Returns the events with their ids (and, for ``vanished``, the order as last stored).
+        """
+        stored: list[Event] = []
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO sources (name) VALUES (?)", (source,))
+            vanished_raw: dict[str, str] = {}
+            if change.removals:
+                for key in change.removals:
+                    row = conn.execute("SELECT raw FROM orders WHERE source = ? AND key = ?", (source, key)).fetchone()
+                    vanished_raw[key] = row[0] if row else "{}"
+                conn.executemany(
+                    "DELETE FROM orders WHERE source = ? AND key = ?", [(source, k) for k in change.removals]
+                )
+            if change.upserts:
+                conn.executemany(
+                    "INSERT INTO orders (source, key, raw_state, state, hash, raw, first_seen, changed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (source, key) DO UPDATE SET raw_state = excluded.raw_state,"
+                    " state = excluded.state, hash = excluded.hash, raw = excluded.raw,"
+                    " changed_at = excluded.changed_at",
+                    [
+                        (source, o.key, o.raw_state, o.state, o.digest, o.raw_json.decode(), now, now)
+                        for o in change.upserts
+                    ],
+                )
+            for ev in change.events:
+                order_json = (
+                    ev.order_json.decode() if ev.order_json is not None else vanished_raw.get(ev.order_id, "{}")
+                )
+                cur = conn.execute(
+                    "INSERT INTO events (source, order_id, kind, from_state, to_state, raw_from, raw_to,"
+                    " detected_at, order_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ev.source,
+                        ev.order_id,
+                        ev.kind,
+                        ev.from_state,
+                        ev.to_state,
+                        ev.raw_from,
+                        ev.raw_to,
+                        ev.detected_at,
+                        order_json,
+                    ),
+                )
+                stored.append(_with_id(ev, cur.lastrowid, order_json))
+            for d in deliveries:
+                ids = [stored[i].id for i in d.event_indexes]
+                conn.execute(
+                    "INSERT INTO outbox (channel, rule, digest, event_ids, created_at, next_attempt_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (d.channel, d.rule, int(d.digest), orjson.dumps(ids).decode(), now, now),
+                )
+            count = conn.execute("SELECT count(*) FROM orders WHERE source = ?", (source,)).fetchone()[0]
+            conn.execute(
+                "UPDATE sources SET last_poll_at = :now, orders = :count, last_requests = :requests,"
+                " last_duration = :duration,"
+                " baseline_at = CASE WHEN :baseline AND baseline_at IS NULL THEN :now ELSE baseline_at END,"
+                " last_full_at = CASE WHEN :full THEN :now ELSE last_full_at END WHERE name = :name",
+                {
+                    "now": now,
+                    "count": count,
+                    "requests": requests,
+                    "duration": duration,
+                    "baseline": change.baseline,
+                    "full": full and error is None,
+                    "name": source,
+                },
+            )
+            if error is None:
+                conn.execute(
+                    "UPDATE sources SET last_success_at = ?, failures = 0, failing_since = NULL WHERE name = ?",
+                    (now, source),
+                )
+            else:
+                _note_failure(conn, source, error, now)
+        return stored
+
+    def record_failure(self, source: str, error: str, *, now: str) -> SourceState:
+        """Note a failed poll of ``source``; returns its state after the update."""
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO sources (name) VALUES (?)", (source,))
+            conn.execute("UPDATE sources SET last_poll_at = ? WHERE name = ?", (now, source))
+            _note_failure(conn, source, error, now)
+        state = self.source_state(source)
+        assert state is not None
+        return state
+
+    def set_next_poll(self, source: str, when: str | None) -> None:
+        """Remember when the daemon will next poll ``source`` (for ``orderwatch status``)."""
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO sources (name) VALUES (?)", (source,))
+            conn.execute("UPDATE sources SET next_poll_at = ? WHERE name = ?", (when, source))
+
+    def enqueue_notice(self, channel: str, rule: str, title: str, body: str, *, now: str) -> int:
+        """Queue a free-form notice (e.g. a health alert) for ``channel``; returns its outbox id."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO outbox (channel, rule, digest, event_ids, created_at, next_attempt_at, title, body)"
+                " VALUES (?, ?, 0, '[]', ?, ?, ?, ?)",
+                (channel, rule, now, now, title, body),
+            )
+            return int(cur.lastrowid or 0)
+
+    def set_alerted(self, source: str, alerted: bool) -> None:
+        """Remember whether a health alert is out for ``source``."""
+        with self._tx() as conn:
+            conn.execute("UPDATE sources SET alerted = ? WHERE name = ?", (int(alerted), source))
+
+    # ---- queries for the CLI ----------------------------------------------------------------------------------
+
+    def events(self, flt: EventFilter = EventFilter()) -> list[Event]:
+        """Recorded events matching ``flt``, oldest first (``limit``: the newest N, still oldest first)."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("detected_at >= ?", flt.since),
+            ("source = ?", flt.source),
+            ("order_id = ?", flt.order_id),
+            ("kind = ?", flt.kind),
+            ("id > ?", flt.after_id),
+        ):
+            if value is not None:
+                where.append(column)
+                params.append(value)
+        if flt.state is not None:
+            where.append("(lower(to_state) = lower(?) OR lower(from_state) = lower(?))")
+            params += [flt.state, flt.state]
+        sql = "SELECT * FROM events" + (" WHERE " + " AND ".join(where) if where else "")
+        if flt.limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) ORDER BY id"
+            params.append(flt.limit)
+        else:
+            sql += " ORDER BY id"
+        return [_event(r) for r in self._read(sql, params)]
+
+    def events_by_id(self, ids: Sequence[int]) -> list[Event]:
+        """The events with these ids, in id order."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return [_event(r) for r in self._read(f"SELECT * FROM events WHERE id IN ({marks}) ORDER BY id", list(ids))]
+
+    def orders(self, source: str | None = None, state: str | None = None) -> list[OrderRow]:
+        """The current snapshot, newest change first."""
+        where, params = [], []
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if state is not None:
+            where.append("lower(state) = lower(?)")
+            params.append(state)
+        sql = "SELECT source, key, raw_state, state, first_seen, changed_at, raw FROM orders"
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY changed_at DESC, source, key"
+        return [OrderRow(*r) for r in self._read(sql, params)]
+
+    # ---- outbox -----------------------------------------------------------------------------------------------
+
+    def claim_due(self, *, now: str, lease_until: str, limit: int = 50) -> list[OutboxRow]:
+        """Lease up to ``limit`` due pending rows (so a second deliverer skips them) and return them."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                "UPDATE outbox SET lease_until = ? WHERE id IN (SELECT id FROM outbox WHERE status = 'pending'"
+                " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?)"
+                " RETURNING *",
+                (lease_until, now, now, limit),
+            ).fetchall()
+        return sorted((_outbox(r) for r in rows), key=lambda r: r.id)
+
+    def mark_sent(self, row_id: int, *, now: str) -> None:
+        """The notification reached every URL of its channel."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, lease_until = NULL,"
+                " last_error = NULL WHERE id = ?",
+                (now, row_id),
+            )
+
+    def mark_retry(self, row_id: int, *, next_at: str, error: str, done_urls: Sequence[int]) -> None:
+        """Some URL failed for now: try again at ``next_at``; ``done_urls`` already got it."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, done_urls = ?,"
+                " lease_until = NULL WHERE id = ?",
+                (next_at, error, orjson.dumps(sorted(done_urls)).decode(), row_id),
+            )
+
+    def mark_failed(self, row_id: int, *, error: str, done_urls: Sequence[int]) -> None:
+        """Give up on a row: a permanent failure, or retries ran out."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, done_urls = ?,"
+                " lease_until = NULL WHERE id = ?",
+                (error, orjson.dumps(sorted(done_urls)).decode(), row_id),
+            )
+
+    def outbox(self, status: str | None = None, limit: int | None = None) -> list[OutboxRow]:
+        """Outbox rows, oldest first, optionally of one status."""
+        sql = "SELECT * FROM outbox" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        params: list[Any] = [status] if status else []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_outbox(r) for r in self._read(sql, params)]
+
+    def outbox_depth(self) -> int:
+        """How many notifications are waiting to be delivered."""
+        return int(self._read("SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0])
+
+    def requeue(self, ids: Sequence[int] = (), *, now: str) -> int:
+        """Make failed (or the given) rows pending and due now; returns how many changed."""
+        with self._tx() as conn:
+            if ids:
+                marks = ",".join("?" * len(ids))
+                cur = conn.execute(
+                    f"UPDATE outbox SET status = 'pending', next_attempt_at = ?, lease_until = NULL"
+                    f" WHERE status != 'sent' AND id IN ({marks})",
+                    (now, *ids),
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE outbox SET status = 'pending', next_attempt_at = ?, lease_until = NULL"
+                    " WHERE status = 'failed'",
+                    (now,),
+                )
+            return cur.rowcount
+
+
+def _note_failure(conn: sqlite3.Connection, source: str, error: str, now: str) -> None:
+    conn.execute(
+        "UPDATE sources SET last_error = ?, last_error_at = ?, failures = failures + 1,"
+        " failing_since = coalesce(failing_since, ?) WHERE name = ?",
+        (error, now, now, source),
+    )
+
+
+def _with_id(ev: Event, row_id: int | None, order_json: str) -> Event:
+    return Event(
+        ev.source,
+        ev.order_id,
+        ev.kind,
+        ev.from_state,
+        ev.to_state,
+        ev.raw_from,
+        ev.raw_to,
+        ev.detected_at,
+        order_json.encode(),
+        row_id,
+    )
+
+
+def _event(r: Sequence[Any]) -> Event:
+    row_id, source, order_id, kind, from_state, to_state, raw_from, raw_to, detected_at, order_json = r
+    kind_t: EventKind = kind
+    return Event(
+        source,
+        order_id,
+        kind_t,
+        from_state,
+        to_state,
+        raw_from,
+        raw_to,
+        detected_at,
+        order_json.encode(),
+        row_id,
+    )
+
+
+def _source_state(r: Sequence[Any]) -> SourceState:
+    return SourceState(*r[:9], bool(r[9]), *r[10:])
+
+
+def _outbox(r: Sequence[Any]) -> OutboxRow:
+    (
+        row_id,
+        channel,
+        rule,
+        digest,
+        event_ids,
+        status,
+        attempts,
+        created_at,
+        next_at,
+        _lease,
+        done,
+        error,
+        sent,
+    ) = r
+    return OutboxRow(
+        row_id,
+        channel,
+        rule,
+        bool(digest),
+        tuple(orjson.loads(event_ids)),
+        status,
+        attempts,
+        created_at,
+        next_at,
+        tuple(orjson.loads(done)),
+        error,
+        sent,
+    )
