@@ -20,6 +20,7 @@ from orderwatch.output import FORMATS
 
 if TYPE_CHECKING:
     from orderwatch.config import Config
+    from orderwatch.output import Format
     from orderwatch.store import Store
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ def _load(ctx: click.Context) -> Config:
     """The configuration named by ``--config`` (or found in the usual places); exit 2 with every problem if bad."""
     from orderwatch import config as cfg
     from orderwatch import log
+    from orderwatch.app import secrets_of
 
     obj = ctx.find_root().obj or {}
     if obj.get("config") is not None:
@@ -50,7 +52,7 @@ def _load(ctx: click.Context) -> Config:
         for problem in exc.problems:
             click.echo(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
         sys.exit(EXIT_USAGE)
-    log.register_secrets(cfg.secrets(conf))
+    log.register_secrets(secrets_of(conf))
     log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
     obj["config"] = conf
     return conf
@@ -74,6 +76,13 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     import anyio
 
     return anyio.run(main, backend="asyncio")
+
+
+def _format(fmt: str | None) -> Format:
+    """The chosen output format, defaulting by whether stdout is a terminal."""
+    from orderwatch.output import default_format
+
+    return default_format() if fmt is None else fmt  # type: ignore[return-value]
 
 
 def _check_sources(conf: Config, names: tuple[str, ...]) -> None:
@@ -136,7 +145,7 @@ def main(ctx: click.Context, config_path: str | None, database: str | None, log_
 def poll(ctx: click.Context, sources: tuple[str, ...], dry_run: bool, no_notify: bool, fmt: str | None) -> None:
     """Poll SOURCES (default: all) once and print the events it made."""
     from orderwatch import app
-    from orderwatch.output import default_format, print_events
+    from orderwatch.output import print_events
 
     conf = _load(ctx)
     _check_sources(conf, sources)
@@ -148,7 +157,7 @@ def poll(ctx: click.Context, sources: tuple[str, ...], dry_run: bool, no_notify:
     finally:
         store.close()
     events = [e for r in results for e in r.events]
-    print_events(events, default_format() if fmt is None else fmt, sys.stdout)  # type: ignore[arg-type]
+    print_events(events, _format(fmt), sys.stdout)
     for r in results:
         if r.error:
             click.echo(f"orderwatch: {r.source}: {r.error}", err=True)
@@ -180,11 +189,11 @@ def changes(
     fmt: str | None,
 ) -> None:
     """Print recorded events, oldest first."""
-    from orderwatch.output import default_format, print_events
+    from orderwatch.output import print_events
     from orderwatch.store import EventFilter
 
     conf = _load(ctx)
-    chosen = default_format() if fmt is None else fmt
+    chosen = _format(fmt)
     if follow and chosen == "json":
         _fail("--follow prints a stream: use --format ndjson or table", EXIT_USAGE)
     store = _open_store(ctx, conf, readonly=True)
@@ -198,17 +207,17 @@ def changes(
     )
     try:
         events = store.events(flt)
-        print_events(events, chosen, sys.stdout)  # type: ignore[arg-type]
+        print_events(events, chosen, sys.stdout)
         if follow:
             from orderwatch.app import follow_events
 
-            last = events[-1].id if events else _last_event_id(store)
+            last = (events[-1].id or 0) if events else _last_event_id(store)
             follow_events(
                 store,
                 EventFilter(source=source, order_id=order_id, state=state, kind=kind),
                 last,
                 lambda evs: print_events(evs, chosen, sys.stdout),
-            )  # type: ignore[arg-type]
+            )
     except StoreError as exc:
         _fail(str(exc))
     finally:
@@ -231,7 +240,7 @@ def orders(ctx: click.Context, source: str | None, state: str | None, fmt: str |
     """Print the current snapshot of orders."""
     import orjson
 
-    from orderwatch.output import default_format, print_json_array, print_ndjson, print_table
+    from orderwatch.output import print_json_array, print_ndjson, print_table
 
     conf = _load(ctx)
     store = _open_store(ctx, conf, readonly=True)
@@ -241,7 +250,7 @@ def orders(ctx: click.Context, source: str | None, state: str | None, fmt: str |
         _fail(str(exc))
     finally:
         store.close()
-    chosen = default_format() if fmt is None else fmt
+    chosen = _format(fmt)
     if chosen == "table":
         print_table(
             f"{len(rows)} orders",
@@ -333,7 +342,7 @@ def run_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, fmt: str | None) -> None:
     """Show each source's last success, last error and next poll, and the outbox depth."""
-    from orderwatch.output import default_format, print_json_array, print_ndjson, print_table
+    from orderwatch.output import print_json_array, print_ndjson, print_table
     from orderwatch.status import source_status
 
     conf = _load(ctx)
@@ -344,7 +353,7 @@ def status(ctx: click.Context, fmt: str | None) -> None:
         _fail(str(exc))
     finally:
         store.close()
-    chosen = default_format() if fmt is None else fmt
+    chosen = _format(fmt)
     if chosen == "table":
         columns = ("source", "last success", "last error", "failures", "next poll", "orders")
         print_table(f"outbox: {depth} pending", columns, ([str(r[c]) for c in columns] for r in rows), sys.stdout)
@@ -361,7 +370,7 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
     """List notifications: pending, failed or sent, with attempts and the last error."""
     if ctx.invoked_subcommand is not None:
         return
-    from orderwatch.output import default_format, print_json_array, print_ndjson, print_table
+    from orderwatch.output import print_json_array, print_ndjson, print_table
 
     conf = _load(ctx)
     store = _open_store(ctx, conf, readonly=True)
@@ -371,7 +380,7 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
         _fail(str(exc))
     finally:
         store.close()
-    chosen = default_format() if fmt is None else fmt
+    chosen = _format(fmt)
     if chosen == "table":
         print_table(
             f"{len(rows)} notifications",

@@ -48,7 +48,7 @@ class DeliveryReport:
 
 def backoff(attempts: int, initial: float, maximum: float, rng: Callable[[], float] = random.random) -> float:
     """Seconds before retry number ``attempts`` (1-based): ``initial`` doubling, capped, with ±20 % jitter."""
-    base = min(maximum, initial * 2 ** max(0, attempts - 1))
+    base = min(maximum, initial * 2.0 ** max(0, attempts - 1))
     return base * (0.8 + 0.4 * rng())
 
 

@@ -547,25 +547,43 @@ def _event(r: Sequence[Any]) -> Event:
 
 
 def _source_state(r: Sequence[Any]) -> SourceState:
-    return SourceState(*r[:9], bool(r[9]), *r[10:])
+    (
+        name,
+        baseline,
+        polled,
+        success,
+        full,
+        error,
+        error_at,
+        failures,
+        failing,
+        alerted,
+        count,
+        requests,
+        duration,
+        next_poll,
+    ) = r
+    return SourceState(
+        name,
+        baseline,
+        polled,
+        success,
+        full,
+        error,
+        error_at,
+        failures,
+        failing,
+        bool(alerted),
+        count,
+        requests,
+        duration,
+        next_poll,
+    )
 
 
 def _outbox(r: Sequence[Any]) -> OutboxRow:
-    (
-        row_id,
-        channel,
-        rule,
-        digest,
-        event_ids,
-        status,
-        attempts,
-        created_at,
-        next_at,
-        _lease,
-        done,
-        error,
-        sent,
-    ) = r
+    row_id, channel, rule, digest, event_ids, status, attempts, created_at, next_at, _lease, done, error, sent = r[:13]
+    title, body = r[13:15]
     return OutboxRow(
         row_id,
         channel,
@@ -579,4 +597,6 @@ def _outbox(r: Sequence[Any]) -> OutboxRow:
         tuple(orjson.loads(done)),
         error,
         sent,
+        title,
+        body,
     )

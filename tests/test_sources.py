@@ -1,0 +1,153 @@
+"""The pure adapters: requests they build and pages they parse, including the seeds' own samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orderwatch.config import SourceConfig
+from orderwatch.errors import ErrorBody, MalformedResponse
+from orderwatch.model import Page
+from orderwatch.sources import ADAPTERS, acedata, lsky
+
+DATA = Path(__file__).parent / "data"
+
+
+def source(kind: str, **extra: Any) -> SourceConfig:
+    return SourceConfig(name="s", kind=kind, base_url="https://api.example.com", **extra)
+
+
+def body(doc: Any) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def test_ace_seed_sample_parses_with_results_key() -> None:
+    """The seed document's `{count, results}` answer parses: key `id`, state kept, count read."""
+    page = acedata.parse_list(source("acedata"), (DATA / "ace_seed_page.json").read_bytes())
+    (order,) = page.orders
+    assert (order.key, order.raw_state, order.state, page.total) == ("order-uuid-1234", "Finished", "Finished", 10)
+
+
+def test_ace_live_items_key_is_accepted() -> None:
+    """The live API's `items` list parses like the seed's `results`."""
+    page = acedata.parse_list(source("acedata"), body({"count": 1, "items": [{"id": "a", "state": "Pending"}]}))
+    assert [o.key for o in page.orders] == ["a"]
+
+
+def test_lsky_seed_sample_parses_with_canonical_states_and_meta() -> None:
+    """The seed's paginator page: 15 orders, unpaid→Pending, cancelled→Cancelled, the contradictory paid order kept."""
+    page = lsky.parse_list(source("lsky"), (DATA / "lsky_seed_page.json").read_bytes())
+    assert (len(page.orders), page.total, page.last_page, page.current_page, page.first_item) == (15, 16, 2, 1, 1)
+    assert page.has_next is True
+    states = {o.raw_state: o.state for o in page.orders}
+    assert states == {"unpaid": "Pending", "cancelled": "Cancelled", "paid": "Paid"}
+    contradictory = next(o for o in page.orders if o.raw_state == "paid")
+    assert json.loads(contradictory.raw_json)["canceled_at"] == "2024-10-15T09:15:15.000000Z"
+
+
+def test_ace_request_sends_ordering_limit_offset_and_user_params_repeated() -> None:
+    """Ace requests are newest first, with limit/offset and the user's params (lists repeated)."""
+    src = source("acedata", params={"state": ["Pending", "Paid"], "pay_way": "Stripe"}, page_size=50)
+    req = acedata.list_request(src, 100)
+    assert req.path == "/api/v1/orders/"
+    assert req.params[:3] == (("limit", "50"), ("offset", "100"), ("ordering", "-created_at"))
+    assert set(req.params[3:]) == {("state", "Pending"), ("state", "Paid"), ("pay_way", "Stripe")}
+    comma = acedata.list_request(source("acedata", params={"state": ["Pending", "Paid"]}, multi_value="comma"), 0)
+    assert ("state", "Pending,Paid") in comma.params
+
+
+def test_lsky_request_always_sorts_and_keeps_user_query_tokens() -> None:
+    """Lsky requests send q=sort:latest (added to the user's own q tokens) and Accept: application/json."""
+    req = lsky.list_request(source("lsky", params={"q": "status:=:unpaid,paid"}), 3)
+    assert dict(req.params)["q"] == "status:=:unpaid,paid sort:latest"
+    assert dict(req.params)["page"] == "3"
+    assert ("Accept", "application/json") in req.headers
+    own_sort = lsky.list_request(source("lsky", params={"q": "sort:oldest"}), 1)
+    assert dict(own_sort.params)["q"] == "sort:oldest"
+
+
+def test_ace_paging_advances_by_items_received_not_by_limit() -> None:
+    """A clamped page of 7 when 100 were asked moves the offset by 7; count or an empty page ends the sweep."""
+    page = Page(orders=tuple(range(7)), total=20)  # type: ignore[arg-type]
+    assert acedata.next_cursor(0, page, 100) == 7
+    assert acedata.next_cursor(14, page, 100) is None
+    assert acedata.next_cursor(0, Page(orders=(), total=20), 100) is None
+    assert acedata.next_cursor(0, Page(orders=tuple(range(7)), total=None), 100) == 7  # type: ignore[arg-type]
+
+
+def test_lsky_paging_stops_at_last_page_or_missing_next_link() -> None:
+    """Lsky pages stop at meta.last_page, at an empty page, or when links.next is null without meta."""
+    some = tuple(range(3))
+    assert lsky.next_cursor(1, Page(orders=some, last_page=2), 3) == 2  # type: ignore[arg-type]
+    assert lsky.next_cursor(2, Page(orders=some, last_page=2), 3) is None  # type: ignore[arg-type]
+    assert lsky.next_cursor(1, Page(orders=some, has_next=False), 3) is None  # type: ignore[arg-type]
+    assert lsky.next_cursor(1, Page(orders=()), 3) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "error", "message"),
+    [
+        ("acedata", b"<html><body>502 Bad Gateway</body></html>", MalformedResponse, "HTML"),
+        ("acedata", b'{"count": 3, "items": [{"id": "a", "sta', MalformedResponse, "not valid JSON"),
+        ("acedata", b"", MalformedResponse, "empty answer"),
+        ("acedata", b"[1, 2]", MalformedResponse, "JSON list"),
+        ("acedata", b'{"count": 1}', MalformedResponse, "no 'items' or 'results'"),
+        ("acedata", b'{"items": {"id": "a"}}', MalformedResponse, "expected a list"),
+        ("acedata", b'{"items": [{"state": "Paid"}]}', MalformedResponse, "no usable 'id'"),
+        ("acedata", b'{"items": [{"id": "a", "state": null}]}', MalformedResponse, "no usable 'state'"),
+        ("acedata", b'{"items": ["a"]}', MalformedResponse, "expected an object"),
+        ("acedata", b'{"error": {"code": "token_expired", "message": "x"}}', ErrorBody, "token_expired"),
+        ("lsky", b'{"status": "error", "message": "Too many requests"}', ErrorBody, "Too many requests"),
+        ("lsky", b'{"status": "success", "data": {"data": null}}', MalformedResponse, "'data.data'"),
+        ("lsky", b'{"status": "success", "data": []}', MalformedResponse, "no 'data' object"),
+        ("lsky", b'{"message": "Unauthenticated."}', ErrorBody, "Unauthenticated"),
+    ],
+)
+def test_malformed_answers_are_typed_errors_with_a_reason(
+    kind: str, answer: bytes, error: type[Exception], message: str
+) -> None:
+    """Every broken shape raises a typed error whose message says what was wrong — never a crash."""
+    with pytest.raises(error, match=message):
+        ADAPTERS[kind].parse_list(source(kind), answer)
+
+
+def test_odd_data_is_kept_numbers_as_strings_unicode_big_ints_and_numeric_states() -> None:
+    """Numeric keys/states become text, unknown states stay as they are, odd values are stored untouched."""
+    src = source("acedata", states={"0": "Pending"})
+    doc = {
+        "count": "3",
+        "items": [
+            {"id": 7, "state": 0, "price": "49.99"},
+            {"id": "ü-1", "state": "OnHold", "tags": ["订单"], "amount": 2**70},
+            {"id": "b", "state": "pending", "metadata": None},
+        ],
+    }
+    page = acedata.parse_list(src, body(doc))
+    assert page.total == 3
+    assert [(o.key, o.raw_state, o.state) for o in page.orders] == [
+        ("7", "0", "Pending"),
+        ("ü-1", "OnHold", "OnHold"),
+        ("b", "pending", "Pending"),
+    ]
+    assert json.loads(page.orders[1].raw_json)["amount"] == 2**70
+
+
+def test_content_hash_ignores_key_order_but_not_values() -> None:
+    """The same order with keys in another order hashes the same; a changed field hashes differently."""
+    src = source("acedata")
+    a = acedata.parse_list(src, b'{"items": [{"id": "a", "state": "Paid", "price": 1}]}').orders[0]
+    b = acedata.parse_list(src, b'{"items": [{"price": 1, "state": "Paid", "id": "a"}]}').orders[0]
+    c = acedata.parse_list(src, b'{"items": [{"price": 2, "state": "Paid", "id": "a"}]}').orders[0]
+    assert a.digest == b.digest != c.digest
+
+
+def test_detail_requests_and_answers() -> None:
+    """Detail paths escape the key; Ace accepts a bare order, Lsky the success envelope."""
+    assert acedata.detail_request(source("acedata"), "a/b").path == "/api/v1/orders/a%2Fb"
+    assert lsky.detail_request(source("lsky"), "2024_002").path == "/api/v2/user/orders/2024_002"
+    assert acedata.parse_detail(source("acedata"), b'{"id": "a", "state": "Paid"}').state == "Paid"
+    order = lsky.parse_detail(source("lsky"), b'{"status": "success", "data": {"trade_no": "t", "status": "paid"}}')
+    assert (order.key, order.state) == ("t", "Paid")

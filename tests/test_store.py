@@ -1,0 +1,163 @@
+"""The SQLite store: snapshot round trips, one-transaction records, outbox claims, read-only readers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orderwatch.diff import diff
+from orderwatch.errors import StoreError
+from orderwatch.model import Known, Observation, Order
+from orderwatch.store import EventFilter, Store
+
+T0 = "2026-11-22T10:00:00.000000Z"
+T1 = "2026-11-22T10:01:00.000000Z"
+
+
+@dataclass(frozen=True)
+class Route:
+    channel: str
+    rule: str
+    event_indexes: tuple[int, ...]
+    digest: bool = False
+
+
+def order(key: str, state: str) -> Order:
+    return Order.build(key, state, state, {"id": key, "state": state, "price": 1.5})
+
+
+def observe(*orders: Order) -> Observation:
+    return Observation("ace", {o.key: o for o in orders}, complete=True, consistent=True)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "ow.db")
+
+
+def test_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    """A new database is created mode 0600 and journals in WAL mode."""
+    path = tmp_path / "sub" / "ow.db"
+    s = Store.open(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert s._read("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_record_stores_snapshot_events_and_outbox_together(store: Store) -> None:
+    """Baseline rows, then a transition with its outbox row, are all visible after one record each."""
+    base = diff({}, observe(order("a", "Pending")), baselined=False, now=T0)
+    store.record("ace", base, [], now=T0, full=True)
+    assert store.snapshot("ace") == {"a": Known("Pending", "Pending", order("a", "Pending").digest)}
+    state = store.source_state("ace")
+    assert state is not None and state.baseline_at == T0
+
+    change = diff(store.snapshot("ace"), observe(order("a", "Expired")), baselined=True, now=T1)
+    (event,) = store.record("ace", change, [Route("ops", "lost", (0,))], now=T1, full=True)
+    assert event.id is not None and event.kind == "transition"
+    assert store.events() == [event]
+    (row,) = store.outbox("pending")
+    assert (row.channel, row.rule, row.event_ids) == ("ops", "lost", (event.id,))
+
+
+def test_vanished_event_keeps_the_last_stored_order(store: Store) -> None:
+    """A vanished event carries the order as last stored, and the row leaves the snapshot."""
+    store.record("ace", diff({}, observe(order("a", "Cancelled")), baselined=False, now=T0), [], now=T0, full=True)
+    change = diff(store.snapshot("ace"), observe(), baselined=True, now=T1)
+    (event,) = store.record("ace", change, [], now=T1, full=True)
+    assert event.kind == "vanished"
+    assert event.order() == {"id": "a", "state": "Cancelled", "price": 1.5}
+    assert store.snapshot("ace") == {}
+
+
+def test_a_failed_record_writes_nothing(store: Store) -> None:
+    """If the transaction fails midway (unknown event index for an outbox row), no row, event or outbox survives."""
+    store.record("ace", diff({}, observe(order("a", "Pending")), baselined=False, now=T0), [], now=T0, full=True)
+    change = diff(store.snapshot("ace"), observe(order("a", "Paid")), baselined=True, now=T1)
+    with pytest.raises(IndexError):
+        store.record("ace", change, [Route("ops", "r", (5,))], now=T1, full=True)
+    assert store.snapshot("ace")["a"].state == "Pending"
+    assert store.events() == []
+    assert store.outbox() == []
+
+
+def test_event_filters(store: Store) -> None:
+    """changes' filters select by source, order, state, kind, time and newest-N, oldest first."""
+    store.record(
+        "ace",
+        diff({}, observe(order("a", "Pending"), order("b", "Pending")), baselined=False, now=T0),
+        [],
+        now=T0,
+        full=True,
+    )
+    change = diff(
+        store.snapshot("ace"),
+        observe(order("a", "Paid"), order("b", "Expired"), order("c", "Pending")),
+        baselined=True,
+        now=T1,
+    )
+    store.record("ace", change, [], now=T1, full=True)
+    assert [e.order_id for e in store.events(EventFilter(state="expired"))] == ["b"]
+    assert [e.kind for e in store.events(EventFilter(kind="appeared"))] == ["appeared"]
+    assert [e.order_id for e in store.events(EventFilter(order_id="a"))] == ["a"]
+    assert len(store.events(EventFilter(since=T1))) == 3
+    assert store.events(EventFilter(since="2026-11-23T00:00:00.000000Z")) == []
+    newest = store.events(EventFilter(limit=2))
+    assert [e.id for e in newest] == sorted(e.id for e in newest if e.id is not None)
+    assert len(newest) == 2
+
+
+def test_claimed_rows_are_leased_and_not_claimed_twice(store: Store) -> None:
+    """A claimed outbox row is invisible to a second claimer until its lease ends, then retry/sent work."""
+    row_id = store.enqueue_notice("ops", "health", "title", "body", now=T0)
+    (claimed,) = store.claim_due(now=T0, lease_until=T1)
+    assert claimed.id == row_id and claimed.title == "title"
+    assert store.claim_due(now=T0, lease_until=T1) == []
+    store.mark_retry(row_id, next_at=T1, error="down", done_urls=[0])
+    assert store.claim_due(now=T0, lease_until=T1) == []
+    (again,) = store.claim_due(now=T1, lease_until="2026-11-22T10:05:00.000000Z")
+    assert again.attempts == 1 and again.done_urls == (0,) and again.last_error == "down"
+    store.mark_failed(row_id, error="gave up", done_urls=[0])
+    assert store.outbox("failed")[0].last_error == "gave up"
+    assert store.requeue(now=T1) == 1
+    assert store.outbox("pending")[0].id == row_id
+
+
+def test_readonly_reader_sees_committed_writes_while_writer_is_open(tmp_path: Path) -> None:
+    """A read-only connection (the CLI) reads what a concurrent writer (the daemon) committed."""
+    writer = Store.open(tmp_path / "ow.db")
+    reader = Store.open(tmp_path / "ow.db", readonly=True)
+    writer.record("ace", diff({}, observe(order("a", "Pending")), baselined=False, now=T0), [], now=T0, full=True)
+    assert [r.key for r in reader.orders()] == ["a"]
+    with pytest.raises(StoreError):
+        reader.set_next_poll("ace", T1)
+
+
+def test_readonly_open_of_a_missing_database_says_what_to_do(tmp_path: Path) -> None:
+    """Opening a database that does not exist read-only is a StoreError telling the user to poll first."""
+    with pytest.raises(StoreError, match="orderwatch poll"):
+        Store.open(tmp_path / "none.db", readonly=True)
+
+
+def test_store_is_safe_to_share_between_threads(store: Store) -> None:
+    """Concurrent writers from worker threads serialise on the store's lock without errors."""
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(20):
+                store.enqueue_notice("ops", f"r{i}", "t", str(j), now=T0)
+        except BaseException as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.outbox()) == 80
