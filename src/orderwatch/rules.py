@@ -1,0 +1,105 @@
+"""Routing: which events go to which channels, and when a channel gets one digest instead. Pure.
+
+``route(events, rules, digest_over)`` applies every rule to every event of one poll:
+
+- every matching rule fires, but an event goes to a channel at most once per call: the first matching rule in
+  file order wins for that channel (its templates are used);
+- a channel that would get more than ``digest_over[channel]`` events gets ONE digest ``Delivery`` holding all of
+  them instead (its rule is named ``"digest"``); a channel missing from ``digest_over`` never gets a digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from orderwatch.model import Event
+
+DIGEST_RULE: Final = "digest"
+DEFAULT_EVENTS: Final = ("transition",)
+
+
+class RuleLike(Protocol):
+    """What routing needs of a configured rule (``orderwatch.config.RuleConfig`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def events(self) -> Sequence[str]: ...
+    @property
+    def from_states(self) -> Sequence[str]: ...
+    @property
+    def to(self) -> Sequence[str]: ...
+    @property
+    def sources(self) -> Sequence[str]: ...
+    @property
+    def channels(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One notification to send to one channel: one event, or a digest of several (indexes into ``events``)."""
+
+    channel: str
+    rule: str
+    event_indexes: tuple[int, ...]
+    digest: bool
+
+
+def _state_in(state: str | None, wanted: Sequence[str]) -> bool:
+    """True when ``wanted`` is empty (any) or holds ``state``, compared case-insensitively."""
+    if not wanted:
+        return True
+    if state is None:
+        return False
+    folded = state.casefold()
+    return any(folded == w.casefold() for w in wanted)
+
+
+def matches(rule: RuleLike, event: Event) -> bool:
+    """True when ``rule`` selects ``event``.
+
+    The kind must be in ``rule.events`` (empty: transitions only, the documented default), the source in
+    ``rule.sources`` (empty: all), the from-state in ``rule.from_states`` and the to-state in ``rule.to`` (empty:
+    any). An ``appeared`` event has only a to-state (the state it appeared in) and a ``vanished`` event only a
+    from-state (its last state), so a non-empty ``from_states`` never selects ``appeared`` and a non-empty ``to``
+    never selects ``vanished``.
+    """
+    kinds = rule.events or DEFAULT_EVENTS
+    if event.kind.casefold() not in {k.casefold() for k in kinds}:
+        return False
+    if rule.sources and event.source not in rule.sources:
+        return False
+    from_state = None if event.kind == "appeared" else event.from_state
+    to_state = None if event.kind == "vanished" else event.to_state
+    return _state_in(from_state, rule.from_states) and _state_in(to_state, rule.to)
+
+
+def route(events: Sequence[Event], rules: Sequence[RuleLike], digest_over: Mapping[str, int]) -> list[Delivery]:
+    """The deliveries for one poll's ``events``: in event order, and for one event in rule and channel order (a
+    digest takes the place of its first event)."""
+    # channel -> [(event index, position among that event's channels, rule name)]
+    chosen: dict[str, list[tuple[int, int, str]]] = {}
+    for index, event in enumerate(events):
+        taken: list[str] = []
+        for rule in rules:
+            if not matches(rule, event):
+                continue
+            for channel in rule.channels:
+                if channel not in taken:
+                    chosen.setdefault(channel, []).append((index, len(taken), rule.name))
+                    taken.append(channel)
+
+    ordered: list[tuple[int, int, Delivery]] = []
+    for channel, picks in chosen.items():
+        limit = digest_over.get(channel)
+        if limit is not None and len(picks) > limit:
+            first, position, _ = picks[0]
+            indexes = tuple(index for index, _, _ in picks)
+            ordered.append((first, position, Delivery(channel, DIGEST_RULE, indexes, digest=True)))
+            continue
+        for index, position, rule_name in picks:
+            ordered.append((index, position, Delivery(channel, rule_name, (index,), digest=False)))
+    ordered.sort(key=lambda item: (item[0], item[1]))
+    return [delivery for _, _, delivery in ordered]
