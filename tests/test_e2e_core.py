@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+import pytest
+
 from orderwatch.simulator import SimChange, SimServer, Simulator
 from tests.conftest import Ran, config_text, run_cli
 
@@ -70,10 +73,14 @@ def test_baseline_is_silent_and_records_every_order(config_file: Path, sim: Simu
     }
 
 
+@pytest.mark.parametrize("mode", ["--full", "--incremental"])
 def test_every_change_between_two_polls_is_one_event_with_raw_and_canonical_states(
-    config_file: Path, sim: Simulator
+    config_file: Path, sim: Simulator, mode: str
 ) -> None:
-    """Transitions, new orders and deletions made between polls appear exactly once, with the right states."""
+    """Changes made between polls appear exactly once with the right states, by full sweep or incremental poll.
+
+    An incremental poll reports everything but deletions; the next full sweep reports exactly those as vanished.
+    """
     assert run_cli(config_file, "poll").code == 0
     mark = len(sim.history)
     ace = [o["id"] for o in sim.orders("ace")]
@@ -91,10 +98,13 @@ def test_every_change_between_two_polls_is_one_event_with_raw_and_canonical_stat
     sim.step(15)
     changes = sim.history[mark:]
 
-    ran = run_cli(config_file, "poll", "--format", "ndjson")
+    expected = expected_events(changes)
+    if mode == "--incremental":
+        expected = {e for e in expected if e[2] != "vanished"}
+    ran = run_cli(config_file, "poll", mode, "--format", "ndjson")
     assert ran.code == 0, ran.err
-    assert got_events(ran) == expected_events(changes)
-    assert len(ran.ndjson()) == len(expected_events(changes))
+    assert got_events(ran) == expected
+    assert len(ran.ndjson()) == len(expected)
     for event in ran.ndjson():
         assert set(event) == CONTRACT_FIELDS
         api = "ace" if event["source"] == "ace" else "lsky"
@@ -105,13 +115,14 @@ def test_every_change_between_two_polls_is_one_event_with_raw_and_canonical_stat
     assert (transition["from_state"], transition["to_state"]) == ("Pending", "Paid")
     assert transition["order"]["trade_no"] == lsky[0]
 
-    again = run_cli(config_file, "poll", "--format", "ndjson")
-    assert again.code == 0 and again.ndjson() == []
+    again = run_cli(config_file, "poll", "--full", "--format", "ndjson")
+    assert again.code == 0
+    assert got_events(again) == expected_events(changes) - expected
+    assert run_cli(config_file, "poll", "--format", "ndjson").ndjson() == []
     recorded = run_cli(config_file, "changes", "--format", "json")
     assert recorded.code == 0
     assert {
-        (e["source"], e["order_id"], e["kind"], e["raw_from"], e["raw_to"])
-        for e in __import__("orjson").loads(recorded.out)
+        (e["source"], e["order_id"], e["kind"], e["raw_from"], e["raw_to"]) for e in orjson.loads(recorded.out)
     } == expected_events(changes)
 
 
@@ -130,14 +141,14 @@ def test_deleted_lsky_order_vanishes_only_after_a_complete_sweep(config_file: Pa
     sim.faults.slow_seconds = 0.01
     sim.inject("lsky", "slow")
     sim.inject("lsky", "http500", 3)
-    partial = run_cli(no_retry, "poll", "images", "--format", "ndjson")
+    partial = run_cli(no_retry, "poll", "images", "--full", "--format", "ndjson")
     assert partial.code == 1
-    assert "page 2 failed" in partial.err
+    assert "page at 2 failed: HTTP 500" in partial.err
     assert [e for e in partial.ndjson() if e["kind"] == "vanished"] == []
 
     with sim.lock:
         sim.faults.queue["lsky"].clear()
-    healed = run_cli(config_file, "poll", "images", "--format", "ndjson")
+    healed = run_cli(config_file, "poll", "images", "--full", "--format", "ndjson")
     assert healed.code == 0, healed.err
     vanished = [e for e in healed.ndjson() if e["kind"] == "vanished"]
     assert [(e["order_id"], e["from_state"], e["raw_from"]) for e in vanished] == [(gone, "Cancelled", "cancelled")]
@@ -158,8 +169,6 @@ def test_clamped_page_sizes_lose_no_order(tmp_path: Path, sim: Simulator, server
 
 def test_json_format_is_one_array_with_the_contract_fields(config_file: Path, sim: Simulator) -> None:
     """--format json prints one JSON array whose events carry exactly the contract's fields."""
-    import orjson
-
     assert run_cli(config_file, "poll").code == 0
     sim.set_state("ace", sim.orders("ace")[0]["id"], "Failed")
     ran = run_cli(config_file, "poll", "--format", "json")

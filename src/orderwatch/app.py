@@ -64,7 +64,7 @@ def dry_run_store(database: str) -> Store:
 
 
 async def poll_once(
-    conf: Config, store: Store, names: Sequence[str], *, dry_run: bool, notify: bool
+    conf: Config, store: Store, names: Sequence[str], *, dry_run: bool, notify: bool, full: bool | None = None
 ) -> tuple[list[PollResult], bool]:
     """Poll the named sources (all when empty) once; deliver due notifications when ``notify``.
 
@@ -72,7 +72,7 @@ async def poll_once(
     """
     async with fetch.clients() as pool:
         poller = Poller(store, pool, router=router_for(conf))
-        results = await poller.poll_many(conf, names or None, dry_run=dry_run)
+        results = await poller.poll_many(conf, names or None, dry_run=dry_run, full=full)
     delivery_failed = False
     if notify:
         from orderwatch.deliver import Deliverer

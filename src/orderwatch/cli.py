@@ -35,8 +35,12 @@ def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-def _load(ctx: click.Context) -> Config:
-    """The configuration named by ``--config`` (or found in the usual places); exit 2 with every problem if bad."""
+def _load(ctx: click.Context, *, deep: bool = False) -> Config:
+    """The configuration named by ``--config`` (or found in the usual places); exit 2 with every problem if bad.
+
+    ``deep`` also has apprise parse every channel URL and Jinja2 compile every template (commands that notify;
+    the read-only commands skip it to start fast).
+    """
     from orderwatch import config as cfg
     from orderwatch import log
     from orderwatch.app import secrets_of
@@ -45,8 +49,13 @@ def _load(ctx: click.Context) -> Config:
     if obj.get("config") is not None:
         loaded: Config = obj["config"]
         return loaded
+    template_check = url_check = None
+    if deep:
+        from orderwatch import notify, render
+
+        template_check, url_check = render.check_template, notify.check_url
     try:
-        conf = cfg.load_config(obj.get("config_path"))
+        conf = cfg.load_config(obj.get("config_path"), check_template=template_check, check_url=url_check)
     except ConfigError as exc:
         where = f"{exc.path}: " if exc.path else ""
         for problem in exc.problems:
@@ -140,19 +149,26 @@ def main(ctx: click.Context, config_path: str | None, database: str | None, log_
 @click.argument("sources", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Fetch and diff, but write nothing and send nothing.")
 @click.option("--no-notify", is_flag=True, help="Record events and queue notifications, but deliver none now.")
+@click.option(
+    "--full/--incremental",
+    default=None,
+    help="Force a full sweep, or an incremental poll (default: full when one is due, else incremental).",
+)
 @format_option
 @click.pass_context
-def poll(ctx: click.Context, sources: tuple[str, ...], dry_run: bool, no_notify: bool, fmt: str | None) -> None:
+def poll(
+    ctx: click.Context, sources: tuple[str, ...], dry_run: bool, no_notify: bool, full: bool | None, fmt: str | None
+) -> None:
     """Poll SOURCES (default: all) once and print the events it made."""
     from orderwatch import app
     from orderwatch.output import print_events
 
-    conf = _load(ctx)
+    conf = _load(ctx, deep=True)
     _check_sources(conf, sources)
     store = _open_store(ctx, conf, readonly=False) if not dry_run else app.dry_run_store(_database(ctx, conf))
     try:
         results, delivery_failed = _run(
-            lambda: app.poll_once(conf, store, sources, dry_run=dry_run, notify=not (dry_run or no_notify))
+            lambda: app.poll_once(conf, store, sources, dry_run=dry_run, notify=not (dry_run or no_notify), full=full)
         )
     finally:
         store.close()
@@ -282,7 +298,7 @@ def check(ctx: click.Context, connect: bool, notify: bool) -> None:
     """Validate the configuration; optionally try every source and channel."""
     from orderwatch import app
 
-    conf = _load(ctx)
+    conf = _load(ctx, deep=True)
     click.echo(
         f"config OK: {conf.path} — {len(conf.sources)} source(s), {len(conf.channels)} channel(s), "
         f"{len(conf.rules)} rule(s); database {_database(ctx, conf)}"
@@ -332,7 +348,7 @@ def run_cmd(ctx: click.Context) -> None:
     """
     from orderwatch.daemon import run_daemon
 
-    conf = _load(ctx)
+    conf = _load(ctx, deep=True)
     root = ctx.find_root().obj or {}
     sys.exit(run_daemon(conf, config_path=root.get("config_path"), database=root.get("database")))
 

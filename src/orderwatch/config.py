@@ -295,7 +295,7 @@ class DefaultsConfig(_Frozen):
     max_response_bytes: Annotated[int, BeforeValidator(_size)] = 32 * 2**20
     retry_budget: Duration = 120.0
     full_sweep: PositiveDuration = 6 * 3600.0
-    open_states: tuple[State, ...] = ("Pending", "Paid")
+    open_states: tuple[State, ...] | None = None  # None: the adapter's OPEN_STATES
     incremental: StrictBool = True
 
     @field_validator("ca_bundle", mode="before")
@@ -382,6 +382,11 @@ class SourceConfig(DefaultsConfig):
             merged[str(raw).casefold()] = fold_state(state.strip())
         return merged
 
+    @property
+    def watched_open_states(self) -> tuple[str, ...]:
+        """The canonical states incremental polls re-check: ``open_states``, else the adapter's defaults."""
+        return self.open_states if self.open_states is not None else _adapters()[self.kind].OPEN_STATES
+
     @model_validator(mode="after")
     def _together(self) -> SourceConfig:
         found = []
@@ -390,7 +395,7 @@ class SourceConfig(DefaultsConfig):
             msg = "plain http:// would send the token unencrypted; use https:// or set allow_insecure_http = true"
             found.append(_Problem(msg, at=("base_url",), value=self.base_url))
         known = {*CANONICAL_STATES, *self.states.values()}
-        for state in self.open_states:
+        for state in self.open_states or ():
             if state not in known:
                 found.append(_Problem("unknown state" + _did_you_mean(state, known), at=("open_states",), value=state))
         _raise_all(found)

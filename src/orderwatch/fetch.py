@@ -15,14 +15,16 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
+import orjson
 import stamina
 
 from orderwatch import __version__
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"orderwatch/{__version__}"
 RETRY_ATTEMPTS = 4
+PAGE_CONCURRENCY = 4  # pages of one sweep fetched at once, when the API tells how many there are
 
 
 @dataclass(slots=True)
@@ -219,71 +222,155 @@ async def fetch_page(client: httpx.AsyncClient, src: SourceConfig, req: Request,
     return page
 
 
-async def sweep(client: httpx.AsyncClient, src: SourceConfig) -> Observation:
-    """Page through the whole list of ``src``. Raises ``SourceError`` if not even the first page could be had."""
+@dataclass(slots=True)
+class _Sweep:
+    """What a sweep has gathered so far, page by page, in list order."""
+
+    src: SourceConfig
+    seen: dict[str, Order] = field(default_factory=dict)
+    totals: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    complete: bool = True
+    expected_from: int | None = None  # Laravel: where the next page must start
+    expected_cursor: int | None = None  # where the previous page says the next one starts
+    pages: int = 0
+
+    def add(self, cursor: int, page: Page, adapter: Adapter) -> int | None:
+        """Take one page (in list order); returns the cursor the page says comes next."""
+        self.pages += 1
+        for order in page.orders:
+            self.seen[order.key] = order  # a later sighting of a row pushed down replaces the earlier one
+        if page.total is not None:
+            self.totals.append(page.total)
+        if self.expected_cursor is not None and cursor != self.expected_cursor:
+            self.reasons.append(f"rows were skipped between pages (next page at {self.expected_cursor}, not {cursor})")
+        if page.first_item is not None and page.orders:
+            if self.expected_from is not None and page.first_item != self.expected_from:
+                self.reasons.append(
+                    f"rows shifted between pages (page started at {page.first_item}, not {self.expected_from})"
+                )
+            self.expected_from = page.first_item + len(page.orders)
+        nxt = adapter.next_cursor(cursor, page, self.src.page_size)
+        self.expected_cursor = nxt
+        return nxt
+
+    def fail(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.complete = False
+
+    def observation(self, tally: Tally, *, full: bool) -> Observation:
+        consistent = self.complete and not self.reasons
+        if self.complete and self.totals:
+            if min(self.totals) != max(self.totals):
+                self.reasons.append(f"the total moved during the sweep ({self.totals[0]} → {self.totals[-1]})")
+                consistent = False
+            elif full and len(self.seen) != self.totals[-1]:
+                self.reasons.append(f"saw {len(self.seen)} distinct orders but the API counts {self.totals[-1]}")
+                consistent = False
+        return Observation(
+            source=self.src.name,
+            orders=self.seen,
+            complete=self.complete,
+            consistent=consistent,
+            full=full,
+            reason="; ".join(self.reasons) or None,
+            requests=tally.requests,
+            bytes=tally.bytes,
+        )
+
+
+async def sweep(
+    client: httpx.AsyncClient,
+    src: SourceConfig,
+    *,
+    states: Sequence[str] = (),
+    stop: Callable[[Page], bool] | None = None,
+    concurrency: int = PAGE_CONCURRENCY,
+    tally: Tally | None = None,
+) -> Observation:
+    """Page through the list of ``src`` — all of it, or only orders in raw ``states`` — newest first.
+
+    ``stop(page)`` ends the sweep early after a page (the incremental scan for new orders). When the first page
+    tells how many pages there are, the rest are fetched ``concurrency`` at a time and taken in list order.
+    Raises ``SourceError`` if not even the first page could be had.
+    """
     check_transport(src)
     adapter = ADAPTERS[src.kind]
     deadline = time.monotonic() + src.retry_budget
-    tally = Tally()
-    seen: dict[str, Order] = {}
-    totals: list[int] = []
-    reasons: list[str] = []
-    expected_from: int | None = None
-    cursor: int | None = adapter.first_cursor()
-    pages = 0
-    complete = True
-    while cursor is not None:
-        if pages >= src.max_pages:
-            if pages == 0:
-                raise LimitExceeded(src.name, "max_pages is 0")
-            reasons.append(f"stopped after max_pages ({src.max_pages}) pages; raise sources.{src.name}.max_pages")
-            complete = False
+    tally = tally if tally is not None else Tally()
+    acc = _Sweep(src)
+    full = not states and stop is None
+
+    async def get(cursor: int) -> Page:
+        return await fetch_page(client, src, adapter.list_request(src, cursor, states=states), tally, deadline)
+
+    cursor = adapter.first_cursor()
+    first = await get(cursor)
+    nxt = acc.add(cursor, first, adapter)
+    if stop is not None and stop(first):
+        nxt = None
+    planned = adapter.plan(first, cursor) if stop is None and concurrency > 1 and nxt is not None else []
+    if len(planned) + 1 > src.max_pages:
+        planned = planned[: max(0, src.max_pages - 1)]
+    if planned:
+        results = await _fetch_all(get, planned, concurrency)
+        for planned_cursor, result in zip(planned, results, strict=True):
+            if isinstance(result, SourceError):
+                acc.fail(f"page at {planned_cursor} failed: {result.message}")
+                continue
+            nxt = acc.add(planned_cursor, result, adapter)
+        if not acc.complete:
+            return acc.observation(tally, full=full)
+    # sequential paging: everything after the first page, or what lies beyond the plan (the list grew meanwhile)
+    while nxt is not None:
+        if acc.pages >= src.max_pages:
+            acc.fail(f"stopped after max_pages ({src.max_pages}) pages; raise sources.{src.name}.max_pages")
             break
         try:
-            page = await fetch_page(client, src, adapter.list_request(src, cursor), tally, deadline)
+            page = await get(nxt)
         except SourceError as exc:
-            if pages == 0:
-                raise
-            reasons.append(f"page {pages + 1} failed: {exc.message}")
-            complete = False
+            acc.fail(f"page {acc.pages + 1} failed: {exc.message}")
             break
-        pages += 1
-        for order in page.orders:
-            seen[order.key] = order
-        if page.total is not None:
-            totals.append(page.total)
-        if page.first_item is not None and page.orders:
-            if expected_from is not None and page.first_item != expected_from:
-                reasons.append(f"rows shifted between pages (page started at {page.first_item}, not {expected_from})")
-            expected_from = page.first_item + len(page.orders)
-        cursor = adapter.next_cursor(cursor, page, src.page_size)
-
-    consistent = complete and not reasons
-    if complete and totals:
-        if min(totals) != max(totals):
-            reasons.append(f"the total moved during the sweep ({totals[0]} → {totals[-1]})")
-            consistent = False
-        elif len(seen) != totals[-1]:
-            reasons.append(f"saw {len(seen)} distinct orders but the API counts {totals[-1]}")
-            consistent = False
-    return Observation(
-        source=src.name,
-        orders=seen,
-        complete=complete,
-        consistent=consistent,
-        full=True,
-        reason="; ".join(reasons) or None,
-        requests=tally.requests,
-        bytes=tally.bytes,
-    )
+        nxt = acc.add(nxt, page, adapter)
+        if stop is not None and stop(page):
+            break
+    return acc.observation(tally, full=full)
 
 
-async def fetch_detail(client: httpx.AsyncClient, src: SourceConfig, key: str) -> Order | None:
+async def _fetch_all(
+    get: Callable[[int], Awaitable[Page]], cursors: Sequence[int], concurrency: int
+) -> list[Page | SourceError]:
+    """Fetch pages at ``cursors``, at most ``concurrency`` at a time; each result a page or its error."""
+    results: list[Page | SourceError | None] = [None] * len(cursors)
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(i: int, cursor: int) -> None:
+        async with limiter:
+            try:
+                results[i] = await get(cursor)
+            except SourceError as exc:
+                results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i, cursor in enumerate(cursors):
+            tg.start_soon(one, i, cursor)
+    return [r for r in results if r is not None]
+
+
+def created_at(order: Order) -> str | None:
+    """The order's ``created_at`` as the API wrote it (both APIs use ISO 8601 in UTC), if it has one."""
+    value = orjson.loads(order.raw_json).get("created_at")
+    return value if isinstance(value, str) else None
+
+
+async def fetch_detail(
+    client: httpx.AsyncClient, src: SourceConfig, key: str, *, tally: Tally | None = None
+) -> Order | None:
     """One order from the detail endpoint; None when the API says 404 (it is gone)."""
     check_transport(src)
     adapter = ADAPTERS[src.kind]
     deadline = time.monotonic() + min(src.retry_budget, 30.0)
-    tally = Tally()
+    tally = tally if tally is not None else Tally()
 
     async def once() -> Order | None:
         try:

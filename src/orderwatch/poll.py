@@ -15,14 +15,14 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from orderwatch import fetch
+from orderwatch import fetch, incremental
 from orderwatch.diff import diff
 from orderwatch.errors import AuthError, SourceError, StoreError
 from orderwatch.model import Event, Observation, Order, is_canonical
 
 if TYPE_CHECKING:
     from orderwatch.config import Config, SourceConfig
-    from orderwatch.store import DeliveryLike, Store
+    from orderwatch.store import DeliveryLike, SourceState, Store
 
 log = structlog.get_logger("orderwatch.poll")
 
@@ -33,9 +33,12 @@ DETAIL_CHECK_MAX = 20
 Router = Callable[[Sequence[Event]], Sequence["DeliveryLike"]]
 
 
+TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def utcnow() -> str:
     """The current UTC time as the contract's timestamp: ``2026-11-22T10:00:00.123456Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIMESTAMP)
 
 
 def no_routes(events: Sequence[Event]) -> Sequence[DeliveryLike]:
@@ -81,31 +84,41 @@ class Poller:
         self.router = router
         self.now = now
         self._warned_states: set[tuple[str, str]] = set()
+        self._full_next: set[str] = set()  # sources whose next poll must be a full sweep
 
     async def poll_many(
-        self, config: Config, names: Iterable[str] | None = None, *, dry_run: bool = False
+        self, config: Config, names: Iterable[str] | None = None, *, dry_run: bool = False, full: bool | None = None
     ) -> list[PollResult]:
         """Poll several sources concurrently; one failing source never stops the others."""
         chosen = [config.sources[n] for n in names] if names else list(config.sources.values())
         results: dict[str, PollResult] = {}
 
         async def one(src: SourceConfig) -> None:
-            results[src.name] = await self.poll(src, dry_run=dry_run)
+            results[src.name] = await self.poll(src, dry_run=dry_run, full=full)
 
         async with anyio.create_task_group() as tg:
             for src in chosen:
                 tg.start_soon(one, src)
         return [results[s.name] for s in chosen]
 
-    async def poll(self, src: SourceConfig, *, dry_run: bool = False) -> PollResult:
-        """Poll ``src`` once. Never raises for source trouble: the result says what went wrong."""
+    def _wants_full(self, src: SourceConfig, state: SourceState | None, full: bool | None) -> bool:
+        """Full sweep or incremental poll: full until a baseline, when asked, when due, or when told so."""
+        if full is not None:
+            return full
+        if state is None or state.baseline_at is None or state.last_full_at is None:
+            return True
+        if not incremental.supports_incremental(src) or src.name in self._full_next:
+            return True
+        age = datetime.now(UTC) - datetime.strptime(state.last_full_at, TIMESTAMP).replace(tzinfo=UTC)
+        return age.total_seconds() >= src.full_sweep
+
+    async def poll(self, src: SourceConfig, *, dry_run: bool = False, full: bool | None = None) -> PollResult:
+        """Poll ``src`` once (``full``: force a full sweep or an incremental poll; None: decide).
+
+        Never raises for source trouble: the result says what went wrong.
+        """
         started = time.monotonic()
         client = self.clients.for_source(src)
-        try:
-            observation = await fetch.sweep(client, src)
-        except SourceError as exc:
-            return await self._failed(src, exc, started, dry_run)
-
         try:
             previous = await anyio.to_thread.run_sync(self.store.snapshot, src.name)
             state = await anyio.to_thread.run_sync(self.store.source_state, src.name)
@@ -113,6 +126,19 @@ class Poller:
             log.error("store unavailable", source=src.name, error=str(exc))
             return PollResult(src.name, error=str(exc), duration=time.monotonic() - started)
         baselined = state is not None and state.baseline_at is not None
+        try:
+            if self._wants_full(src, state, full):
+                observation = await fetch.sweep(client, src)
+                self._full_next.discard(src.name)
+            else:
+                inc = await incremental.observe(
+                    client, src, previous, lambda keys: self.store.created_at(src.name, keys)
+                )
+                observation = inc.observation
+                if inc.needs_full:
+                    self._full_next.add(src.name)
+        except SourceError as exc:
+            return await self._failed(src, exc, started, dry_run)
         if baselined and observation.proves_absence:
             observation = await self._confirm_absent(src, previous.keys(), observation)
         self._warn_unknown_states(src, observation)
@@ -155,7 +181,7 @@ class Poller:
             complete=observation.complete,
             consistent=observation.consistent,
         )
-        log.info(
+        (log.info if result.ok else log.warning)(
             "polled" if result.ok else "polled partially",
             source=src.name,
             orders=result.orders,

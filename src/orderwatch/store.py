@@ -256,6 +256,19 @@ class Store:
         rows = self._read("SELECT key, raw_state, state, hash FROM orders WHERE source = ?", (source,))
         return {key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows}
 
+    def created_at(self, source: str, keys: Sequence[str]) -> dict[str, str]:
+        """The stored ``created_at`` of these orders (those that have one)."""
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._read(
+                f"SELECT key, json_extract(raw, '$.created_at') FROM orders WHERE source = ? AND key IN ({marks})",
+                [source, *chunk],
+            )
+            found.update({k: v for k, v in rows if isinstance(v, str)})
+        return found
+
     def source_state(self, source: str) -> SourceState | None:
         """The bookkeeping row of ``source``, if it was ever polled."""
         rows = self._read("SELECT * FROM sources WHERE name = ?", (source,))

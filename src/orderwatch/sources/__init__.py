@@ -6,7 +6,7 @@ functions of ``Adapter`` and add one line to ``ADAPTERS``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 from orderwatch.sources import acedata, lsky
@@ -20,13 +20,22 @@ if TYPE_CHECKING:
 class Adapter(Protocol):
     """What every source module provides. ``cursor`` is the adapter's own paging position (offset or page)."""
 
-    DEFAULT_STATES: Mapping[str, str]
-    KEY_FIELD: str
-    STATE_FIELD: str
+    @property
+    def DEFAULT_STATES(self) -> Mapping[str, str]: ...  # raw state (case-folded) → canonical state
+    @property
+    def OPEN_STATES(self) -> tuple[str, ...]: ...  # canonical states an order can still leave (incremental polls)
+    @property
+    def KEY_FIELD(self) -> str: ...
+    @property
+    def STATE_FIELD(self) -> str: ...
 
-    def list_request(self, src: SourceConfig, cursor: int, *, page_size: int | None = None) -> Request: ...
+    def list_request(
+        self, src: SourceConfig, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
+    ) -> Request: ...
 
     def first_cursor(self) -> int: ...
+
+    def plan(self, first: Page, cursor: int) -> list[int]: ...
 
     def next_cursor(self, cursor: int, page: Page, page_size: int) -> int | None: ...
 

@@ -6,7 +6,7 @@ the number of items received, because the server may clamp ``limit`` silently. P
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
 
 DEFAULT_STATES: Final[Mapping[str, str]] = {s.casefold(): s for s in CANONICAL_STATES}
+OPEN_STATES: Final = ("Pending", "Paid")  # Finished → Refunded is rare: seen at the next full sweep
 KEY_FIELD: Final = "id"
 STATE_FIELD: Final = "state"
 LIST_PATH: Final = "/api/v1/orders/"
@@ -31,13 +32,31 @@ def first_cursor() -> int:
     return 0
 
 
-def list_request(src: SourceConfig, cursor: int, *, page_size: int | None = None) -> Request:
-    """The list request at offset ``cursor``, newest first unless the user's params choose an ordering."""
-    user = tuple((k, v) for k, v in src.params if k not in _OURS)
+def list_request(
+    src: SourceConfig, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
+) -> Request:
+    """The list request at offset ``cursor``, newest first unless the user's params choose an ordering.
+
+    ``states`` (raw states) filters the list: repeated ``state`` parameters, or one comma-separated value when the
+    source sets ``multi_value = "comma"``.
+    """
+    user = tuple((k, v) for k, v in src.params if k not in _OURS and not (states and k == "state"))
     ordering = () if any(k == "ordering" for k, _ in user) else (("ordering", "-created_at"),)
     size = page_size or src.page_size
-    params = (("limit", str(size)), ("offset", str(cursor)), *ordering, *user)
+    wanted: tuple[tuple[str, str], ...] = ()
+    if states:
+        wanted = (("state", ",".join(states)),) if src.multi_value == "comma" else tuple(("state", s) for s in states)
+    params = (("limit", str(size)), ("offset", str(cursor)), *ordering, *wanted, *user)
     return Request(LIST_PATH, params, _HEADERS)
+
+
+def plan(first: Page, cursor: int) -> list[int]:
+    """The offsets of the remaining pages of a sweep, from the first page's size and ``count`` (for fetching them
+    concurrently); empty when the API did not say how many there are."""
+    size = len(first.orders)
+    if not size or first.total is None:
+        return []
+    return list(range(cursor + size, first.total, size))
 
 
 def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:

@@ -6,7 +6,7 @@ There is no default ORDER BY, so every request sends ``q=sort:latest``. Pure: bu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
 
 DEFAULT_STATES: Final[Mapping[str, str]] = {"unpaid": "Pending", "paid": "Paid", "cancelled": "Cancelled"}
+OPEN_STATES: Final = ("Pending",)  # paid and cancelled are final (cancelled orders may vanish: full sweeps)
 KEY_FIELD: Final = "trade_no"
 STATE_FIELD: Final = "status"
 LIST_PATH: Final = "/api/v2/user/orders"
@@ -31,20 +32,33 @@ def first_cursor() -> int:
     return 1
 
 
-def _query(src: SourceConfig) -> str:
-    """The ``q`` parameter: the user's tokens, plus ``sort:latest`` unless they chose a sort."""
+def _query(src: SourceConfig, states: Sequence[str]) -> str:
+    """The ``q`` parameter: the user's tokens, a ``status:=:`` filter for ``states``, and ``sort:latest`` unless
+    the user chose a sort."""
     tokens = [t for k, v in src.params if k == "q" for t in v.split()]
+    if states:
+        tokens = [t for t in tokens if not t.startswith("status:")]
+        tokens.append("status:=:" + ",".join(states))
     if not any(t.startswith("sort:") for t in tokens):
         tokens.append("sort:latest")
     return " ".join(tokens)
 
 
-def list_request(src: SourceConfig, cursor: int, *, page_size: int | None = None) -> Request:
-    """The list request for page ``cursor``."""
+def list_request(
+    src: SourceConfig, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
+) -> Request:
+    """The list request for page ``cursor``; ``states`` (raw statuses) filters it."""
     user = tuple((k, v) for k, v in src.params if k not in _OURS and k != "q")
     size = min(page_size or src.page_size, 9999)
-    params = (("page", str(cursor)), ("per_page", str(size)), ("q", _query(src)), *user)
+    params = (("page", str(cursor)), ("per_page", str(size)), ("q", _query(src, states)), *user)
     return Request(LIST_PATH, params, _HEADERS)
+
+
+def plan(first: Page, cursor: int) -> list[int]:
+    """The numbers of the remaining pages, from ``meta.last_page`` (for fetching them concurrently)."""
+    if not first.orders or first.last_page is None:
+        return []
+    return list(range(cursor + 1, first.last_page + 1))
 
 
 def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
