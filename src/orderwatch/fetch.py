@@ -15,11 +15,11 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -222,12 +222,31 @@ async def fetch_page(client: httpx.AsyncClient, src: SourceConfig, req: Request,
     return page
 
 
+class PageSink(Protocol):
+    """Takes a sweep's pages in list order; returns how many of the page's keys it had not seen in this sweep."""
+
+    async def __call__(self, orders: tuple[Order, ...]) -> int: ...
+
+
+class _Collect:
+    """The in-memory sink: keeps every order by key (a later sighting of a row pushed down replaces the earlier)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Order] = {}
+
+    async def __call__(self, orders: tuple[Order, ...]) -> int:
+        before = len(self.seen)
+        for order in orders:
+            self.seen[order.key] = order
+        return len(self.seen) - before
+
+
 @dataclass(slots=True)
 class _Sweep:
-    """What a sweep has gathered so far, page by page, in list order."""
+    """The bookkeeping of one sweep, page by page, in list order."""
 
     src: SourceConfig
-    seen: dict[str, Order] = field(default_factory=dict)
+    distinct: int = 0
     totals: list[int] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     complete: bool = True
@@ -235,11 +254,10 @@ class _Sweep:
     expected_cursor: int | None = None  # where the previous page says the next one starts
     pages: int = 0
 
-    def add(self, cursor: int, page: Page, adapter: Adapter) -> int | None:
-        """Take one page (in list order); returns the cursor the page says comes next."""
+    def add(self, cursor: int, page: Page, adapter: Adapter, new: int) -> int | None:
+        """Account for one page whose orders the sink took; returns the cursor the page says comes next."""
         self.pages += 1
-        for order in page.orders:
-            self.seen[order.key] = order  # a later sighting of a row pushed down replaces the earlier one
+        self.distinct += new
         if page.total is not None:
             self.totals.append(page.total)
         if self.expected_cursor is not None and cursor != self.expected_cursor:
@@ -258,24 +276,25 @@ class _Sweep:
         self.reasons.append(reason)
         self.complete = False
 
-    def observation(self, tally: Tally, *, full: bool) -> Observation:
+    def observation(self, tally: Tally, orders: Mapping[str, Order], *, full: bool) -> Observation:
         consistent = self.complete and not self.reasons
         if self.complete and self.totals:
             if min(self.totals) != max(self.totals):
                 self.reasons.append(f"the total moved during the sweep ({self.totals[0]} → {self.totals[-1]})")
                 consistent = False
-            elif full and len(self.seen) != self.totals[-1]:
-                self.reasons.append(f"saw {len(self.seen)} distinct orders but the API counts {self.totals[-1]}")
+            elif full and self.distinct != self.totals[-1]:
+                self.reasons.append(f"saw {self.distinct} distinct orders but the API counts {self.totals[-1]}")
                 consistent = False
         return Observation(
             source=self.src.name,
-            orders=self.seen,
+            orders=orders,
             complete=self.complete,
             consistent=consistent,
             full=full,
             reason="; ".join(self.reasons) or None,
             requests=tally.requests,
             bytes=tally.bytes,
+            distinct=self.distinct,
         )
 
 
@@ -288,10 +307,28 @@ async def sweep(
     concurrency: int = PAGE_CONCURRENCY,
     tally: Tally | None = None,
 ) -> Observation:
-    """Page through the list of ``src`` — all of it, or only orders in raw ``states`` — newest first.
+    """Page through the list of ``src`` and keep every order seen (see ``stream``)."""
+    sink = _Collect()
+    result = await stream(client, src, sink, states=states, stop=stop, concurrency=concurrency, tally=tally)
+    return replace(result, orders=sink.seen)
+
+
+async def stream(
+    client: httpx.AsyncClient,
+    src: SourceConfig,
+    sink: PageSink,
+    *,
+    states: Sequence[str] = (),
+    stop: Callable[[Page], bool] | None = None,
+    concurrency: int = PAGE_CONCURRENCY,
+    tally: Tally | None = None,
+) -> Observation:
+    """Page through the list of ``src`` — all of it, or only orders in raw ``states`` — newest first, handing each
+    page to ``sink`` in list order, so memory does not grow with the size of the list.
 
     ``stop(page)`` ends the sweep early after a page (the incremental scan for new orders). When the first page
-    tells how many pages there are, the rest are fetched ``concurrency`` at a time and taken in list order.
+    tells how many pages there are, the rest are fetched ``concurrency`` at a time and handed over in list order.
+    The returned observation says how the sweep went; its ``orders`` are empty (the sink has them).
     Raises ``SourceError`` if not even the first page could be had.
     """
     check_transport(src)
@@ -304,23 +341,25 @@ async def sweep(
     async def get(cursor: int) -> Page:
         return await fetch_page(client, src, adapter.list_request(src, cursor, states=states), tally, deadline)
 
+    async def take(cursor: int, page: Page) -> int | None:
+        return acc.add(cursor, page, adapter, await sink(page.orders))
+
     cursor = adapter.first_cursor()
     first = await get(cursor)
-    nxt = acc.add(cursor, first, adapter)
+    nxt = await take(cursor, first)
     if stop is not None and stop(first):
         nxt = None
     planned = adapter.plan(first, cursor) if stop is None and concurrency > 1 and nxt is not None else []
-    if len(planned) + 1 > src.max_pages:
-        planned = planned[: max(0, src.max_pages - 1)]
-    if planned:
-        results = await _fetch_all(get, planned, concurrency)
-        for planned_cursor, result in zip(planned, results, strict=True):
+    planned = planned[: max(0, src.max_pages - 1)]
+    for i in range(0, len(planned), concurrency):
+        chunk = planned[i : i + concurrency]
+        for planned_cursor, result in zip(chunk, await _fetch_all(get, chunk, concurrency), strict=True):
             if isinstance(result, SourceError):
                 acc.fail(f"page at {planned_cursor} failed: {result.message}")
-                continue
-            nxt = acc.add(planned_cursor, result, adapter)
+            else:
+                nxt = await take(planned_cursor, result)
         if not acc.complete:
-            return acc.observation(tally, full=full)
+            return acc.observation(tally, {}, full=full)
     # sequential paging: everything after the first page, or what lies beyond the plan (the list grew meanwhile)
     while nxt is not None:
         if acc.pages >= src.max_pages:
@@ -331,10 +370,10 @@ async def sweep(
         except SourceError as exc:
             acc.fail(f"page {acc.pages + 1} failed: {exc.message}")
             break
-        nxt = acc.add(nxt, page, adapter)
+        nxt = await take(nxt, page)
         if stop is not None and stop(page):
             break
-    return acc.observation(tally, full=full)
+    return acc.observation(tally, {}, full=full)
 
 
 async def _fetch_all(

@@ -12,7 +12,7 @@ An incremental observation is never *full*, so it never reports ``vanished`` nor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,16 +51,19 @@ def supports_incremental(src: SourceConfig) -> bool:
 async def observe(
     client: httpx.AsyncClient,
     src: SourceConfig,
-    known: Mapping[str, Known],
+    open_known: Mapping[str, Known],
+    *,
+    is_known: Callable[[Sequence[str]], Collection[str]],
     created_at: Callable[[Sequence[str]], Mapping[str, str]],
 ) -> Incremental:
-    """One incremental poll of ``src`` against the snapshot ``known``; raises ``SourceError`` if nothing worked."""
+    """One incremental poll of ``src``. ``open_known``: the snapshot's orders in open states; ``is_known(keys)``:
+    those of ``keys`` the snapshot has. Raises ``SourceError`` if not even the first request worked."""
     tally = fetch.Tally()
     reasons: list[str] = []
     open_canonical = set(src.watched_open_states)
 
     def all_known(page: Page) -> bool:
-        return all(o.key in known for o in page.orders)
+        return len(is_known([o.key for o in page.orders])) == len({o.key for o in page.orders})
 
     newest = await fetch.sweep(client, src, stop=all_known, concurrency=1, tally=tally)
     orders: dict[str, Order] = dict(newest.orders)
@@ -82,7 +85,7 @@ async def observe(
             if open_set.reason:
                 reasons.append(f"open orders: {open_set.reason}")
 
-    left = [k for k, kn in known.items() if kn.state in open_canonical and k not in orders]
+    left = [k for k in open_known if k not in orders]
     needs_full = False
     if left and complete:
         found, missing, ok = await _find_left(client, src, left, open_canonical, created_at, tally)

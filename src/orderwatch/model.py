@@ -103,6 +103,7 @@ class Observation:
     reason: str | None = None  # why the sweep is incomplete or inconsistent
     requests: int = 0
     bytes: int = 0
+    distinct: int | None = None  # distinct orders the sweep saw (also when they were streamed, not kept)
 
     @property
     def proves_absence(self) -> bool:

@@ -6,19 +6,20 @@ Shared by ``orderwatch poll`` and the daemon. Store calls run in a worker thread
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
+import httpx
 import structlog
 
 from orderwatch import fetch, incremental
 from orderwatch.diff import diff
 from orderwatch.errors import AuthError, SourceError, StoreError
-from orderwatch.model import Event, Observation, Order, is_canonical
+from orderwatch.model import Change, Event, Known, Observation, Order, is_canonical
 
 if TYPE_CHECKING:
     from orderwatch.config import Config, SourceConfig
@@ -119,31 +120,22 @@ class Poller:
         """
         started = time.monotonic()
         client = self.clients.for_source(src)
+        now = self.now()
         try:
-            previous = await anyio.to_thread.run_sync(self.store.snapshot, src.name)
             state = await anyio.to_thread.run_sync(self.store.source_state, src.name)
-        except StoreError as exc:
-            log.error("store unavailable", source=src.name, error=str(exc))
-            return PollResult(src.name, error=str(exc), duration=time.monotonic() - started)
-        baselined = state is not None and state.baseline_at is not None
-        try:
+            baselined = state is not None and state.baseline_at is not None
             if self._wants_full(src, state, full):
-                observation = await fetch.sweep(client, src)
+                observation, change = await self._full(client, src, baselined=baselined, now=now, dry_run=dry_run)
                 self._full_next.discard(src.name)
             else:
-                inc = await incremental.observe(
-                    client, src, previous, lambda keys: self.store.created_at(src.name, keys)
-                )
-                observation = inc.observation
-                if inc.needs_full:
-                    self._full_next.add(src.name)
+                observation, change = await self._incremental(client, src, baselined=baselined, now=now)
         except SourceError as exc:
             return await self._failed(src, exc, started, dry_run)
-        if baselined and observation.proves_absence:
-            observation = await self._confirm_absent(src, previous.keys(), observation)
-        self._warn_unknown_states(src, observation)
+        except StoreError as exc:
+            log.error("store unavailable: nothing recorded, will retry next poll", source=src.name, error=str(exc))
+            return PollResult(src.name, error=str(exc), duration=time.monotonic() - started)
+        self._warn_unknown_states(src, change.upserts)
 
-        change = diff(previous, observation, baselined=baselined, now=self.now())
         error = None if observation.complete else observation.reason
         duration = time.monotonic() - started
         if dry_run:
@@ -156,7 +148,7 @@ class Poller:
                         src.name,
                         change,
                         deliveries,
-                        now=self.now(),
+                        now=now,
                         full=observation.full,
                         requests=observation.requests,
                         duration=duration,
@@ -169,12 +161,13 @@ class Poller:
                 )
                 return PollResult(src.name, error=str(exc), duration=duration)
             events = tuple(stored)
+        seen = observation.distinct if observation.distinct is not None else len(observation.orders)
         result = PollResult(
             source=src.name,
             events=tuple(events),
             error=error,
             baseline=change.baseline,
-            orders=len(observation.orders),
+            orders=seen,
             requests=observation.requests,
             bytes=observation.bytes,
             duration=duration,
@@ -184,6 +177,7 @@ class Poller:
         (log.info if result.ok else log.warning)(
             "polled" if result.ok else "polled partially",
             source=src.name,
+            mode="full" if observation.full else "incremental",
             orders=result.orders,
             events=len(result.events),
             requests=result.requests,
@@ -196,6 +190,51 @@ class Poller:
         )
         return result
 
+    async def _full(
+        self, client: httpx.AsyncClient, src: SourceConfig, *, baselined: bool, now: str, dry_run: bool
+    ) -> tuple[Observation, Change]:
+        """A full sweep, diffed page by page against the store as it streams in."""
+        sink = SnapshotSink(self.store, src.name, baselined=baselined, now=now, write=not dry_run)
+        await anyio.to_thread.run_sync(self.store.seen_begin, src.name)
+        try:
+            observation = await fetch.stream(client, src, sink)
+            missing: dict[str, Known] = {}
+            if observation.proves_absence:
+                missing = await anyio.to_thread.run_sync(self.store.unseen, src.name)
+            if baselined and missing:
+                found = await self._confirm_absent(src, missing)
+                if found:
+                    await sink(tuple(found.values()))
+                    missing = {}
+                    observation = replace(
+                        observation, consistent=False, reason="the detail endpoint still has orders the sweep missed"
+                    )
+        finally:
+            await anyio.to_thread.run_sync(self.store.seen_end, src.name)
+        change = await anyio.to_thread.run_sync(lambda: sink.finish(missing, proves_absence=observation.proves_absence))
+        return observation, change
+
+    async def _incremental(
+        self, client: httpx.AsyncClient, src: SourceConfig, *, baselined: bool, now: str
+    ) -> tuple[Observation, Change]:
+        """An incremental poll (see ``orderwatch.incremental``), diffed against the rows it touched."""
+        name = src.name
+        open_known = await anyio.to_thread.run_sync(
+            lambda: self.store.known_in_states(name, list(src.watched_open_states))
+        )
+        inc = await incremental.observe(
+            client,
+            src,
+            open_known,
+            is_known=lambda keys: self.store.known(name, keys).keys(),
+            created_at=lambda keys: self.store.created_at(name, keys),
+        )
+        if inc.needs_full:
+            self._full_next.add(name)
+        observation = inc.observation
+        previous = await anyio.to_thread.run_sync(lambda: self.store.known(name, list(observation.orders)))
+        return observation, diff(previous, observation, baselined=baselined, now=now)
+
     async def _failed(self, src: SourceConfig, exc: SourceError, started: float, dry_run: bool) -> PollResult:
         duration = time.monotonic() - started
         log.warning("poll failed", source=src.name, error=exc.message, retryable=exc.retryable)
@@ -206,11 +245,13 @@ class Poller:
                 log.error("store unavailable", source=src.name, error=str(store_exc))
         return PollResult(src.name, error=str(exc), auth_failed=isinstance(exc, AuthError), duration=duration)
 
-    async def _confirm_absent(self, src: SourceConfig, known: Iterable[str], observation: Observation) -> Observation:
-        """Re-check orders a consistent sweep did not see; a detail sighting vetoes every absence this poll."""
-        missing = [k for k in known if k not in observation.orders]
-        if not missing or len(missing) > DETAIL_CHECK_MAX:
-            return observation
+    async def _confirm_absent(self, src: SourceConfig, missing: Mapping[str, Known]) -> dict[str, Order]:
+        """Re-read orders a consistent sweep did not see; returns those the detail endpoint still has.
+
+        Any sighting means the sweep skipped rows, so nothing is reported vanished this poll.
+        """
+        if len(missing) > DETAIL_CHECK_MAX:
+            return {}
         http = self.clients.for_source(src)
         found: dict[str, Order] = {}
         for key in missing:
@@ -220,18 +261,12 @@ class Poller:
                 continue  # the sweep was complete and consistent; a failing re-check proves nothing either way
             if order is not None and order.key == key:
                 found[key] = order
-        if not found:
-            return observation
-        log.info("sweep skipped rows; no order reported vanished this poll", source=src.name, skipped=len(found))
-        return replace(
-            observation,
-            orders={**observation.orders, **found},
-            consistent=False,
-            reason="detail endpoint still has orders the sweep missed",
-        )
+        if found:
+            log.info("sweep skipped rows; no order reported vanished this poll", source=src.name, skipped=len(found))
+        return found
 
-    def _warn_unknown_states(self, src: SourceConfig, observation: Observation) -> None:
-        for order in observation.orders.values():
+    def _warn_unknown_states(self, src: SourceConfig, orders: Iterable[Order]) -> None:
+        for order in orders:
             if not is_canonical(order.state) and (src.name, order.raw_state) not in self._warned_states:
                 self._warned_states.add((src.name, order.raw_state))
                 log.warning(
@@ -239,3 +274,75 @@ class Poller:
                     source=src.name,
                     state=order.raw_state,
                 )
+
+
+class SnapshotSink:
+    """Takes a full sweep's pages as they arrive and diffs each against the store (memory follows the churn, not the
+    size of the list).
+
+    Rows whose canonical state changed are held, with their events, for the poll's single final transaction. Rows
+    without an event (content changes, baseline rows) are written in batches as the sweep goes: nothing depends on
+    them, so a crash in between loses no event. Held rows overlay the store, so a row seen twice (pushed down a
+    page by a new order) makes one event.
+    """
+
+    FLUSH = 1000
+
+    def __init__(self, store: Store, source: str, *, baselined: bool, now: str, write: bool = True) -> None:
+        self.store = store
+        self.source = source
+        self.baselined = baselined
+        self.now = now
+        self.write = write
+        self.events: list[Event] = []
+        self.held: dict[str, Order] = {}
+        self.silent: list[Order] = []
+        self.unchanged = 0
+
+    async def __call__(self, orders: tuple[Order, ...]) -> int:
+        return await anyio.to_thread.run_sync(self.take, orders)
+
+    def take(self, orders: tuple[Order, ...]) -> int:
+        """Diff one page against the store; returns how many of its keys are new to this sweep."""
+        keys = [o.key for o in orders]
+        new = self.store.seen_add(self.source, keys)
+        previous = self.store.known(self.source, keys)
+        for key in keys:
+            held = self.held.get(key)
+            if held is not None:
+                previous[key] = Known(held.raw_state, held.state, held.digest)
+        page = Observation(self.source, {o.key: o for o in orders}, complete=False, consistent=False)
+        change = diff(previous, page, baselined=self.baselined, now=self.now)
+        self.events.extend(change.events)
+        self.unchanged += change.unchanged
+        with_event = {e.order_id for e in change.events}
+        for order in change.upserts:
+            if order.key in with_event or order.key in self.held:
+                self.held[order.key] = order
+            else:
+                self.silent.append(order)
+        if len(self.silent) >= self.FLUSH:
+            self._flush()
+        return new
+
+    def _flush(self) -> None:
+        if self.write and self.silent:
+            self.store.write_rows(self.source, self.silent, now=self.now)
+        self.silent = []
+
+    def finish(self, missing: Mapping[str, Known], *, proves_absence: bool) -> Change:
+        """The change for the final transaction: held rows, their events, and the orders gone (``missing``)."""
+        self._flush()
+        gone = diff(
+            missing,
+            Observation(self.source, {}, complete=True, consistent=True),
+            baselined=self.baselined,
+            now=self.now,
+        )
+        return Change(
+            events=(*self.events, *gone.events),
+            upserts=tuple(self.held.values()),
+            removals=gone.removals,
+            baseline=not self.baselined and proves_absence,
+            unchanged=self.unchanged,
+        )

@@ -21,9 +21,10 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from orderwatch.errors import StoreError
-from orderwatch.model import Change, Event, EventKind, Known
+from orderwatch.model import Change, Event, EventKind, Known, Order
 
 MIGRATIONS = Migrations("orderwatch")
+_CHUNK = 500  # keys per IN (...) query
 
 
 @MIGRATIONS(name="0001_initial")
@@ -252,15 +253,76 @@ class Store:
     # ---- snapshot ---------------------------------------------------------------------------------------------
 
     def snapshot(self, source: str) -> dict[str, Known]:
-        """What the snapshot knows of every order of ``source``."""
+        """What the snapshot knows of every order of ``source`` (tests and tools; polls look up page by page)."""
         rows = self._read("SELECT key, raw_state, state, hash FROM orders WHERE source = ?", (source,))
         return {key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows}
+
+    def known(self, source: str, keys: Sequence[str]) -> dict[str, Known]:
+        """What the snapshot knows of these orders of ``source`` (those it has)."""
+        found: dict[str, Known] = {}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            rows = self._read(
+                "SELECT key, raw_state, state, hash FROM orders WHERE source = ? AND key IN"
+                f" ({','.join('?' * len(chunk))})",
+                [source, *chunk],
+            )
+            found.update({key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows})
+        return found
+
+    def known_in_states(self, source: str, states: Sequence[str]) -> dict[str, Known]:
+        """The snapshot's orders of ``source`` whose canonical state is one of ``states``."""
+        if not states:
+            return {}
+        rows = self._read(
+            "SELECT key, raw_state, state, hash FROM orders WHERE source = ? AND state IN"
+            f" ({','.join('?' * len(states))})",
+            [source, *states],
+        )
+        return {key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows}
+
+    # ---- the keys a full sweep has seen, in a temporary table (memory does not grow with the list) --------------
+
+    def seen_begin(self, source: str) -> None:
+        """Start tracking the keys a sweep of ``source`` sees."""
+        with self._lock:
+            self._conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS seen (source TEXT, key TEXT, PRIMARY KEY (source, key)) WITHOUT ROWID"
+            )
+            self._conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+
+    def seen_add(self, source: str, keys: Sequence[str]) -> int:
+        """Note keys seen by the sweep; returns how many had not been seen before in it."""
+        with self._lock:
+            cur = self._conn.executemany(
+                "INSERT OR IGNORE INTO temp.seen (source, key) VALUES (?, ?)", [(source, k) for k in keys]
+            )
+            return cur.rowcount
+
+    def unseen(self, source: str) -> dict[str, Known]:
+        """The snapshot's orders of ``source`` that the sweep did not see."""
+        rows = self._read(
+            "SELECT key, raw_state, state, hash FROM orders o WHERE source = ?"
+            " AND NOT EXISTS (SELECT 1 FROM temp.seen s WHERE s.source = o.source AND s.key = o.key)",
+            (source,),
+        )
+        return {key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows}
+
+    def seen_end(self, source: str) -> None:
+        """Forget the keys of the sweep of ``source``."""
+        with self._lock:
+            self._conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+
+    def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
+        """Write changed rows that carry no event (content changes, baseline rows) in their own transaction."""
+        with self._tx() as conn:
+            _upsert(conn, source, orders, now)
 
     def created_at(self, source: str, keys: Sequence[str]) -> dict[str, str]:
         """The stored ``created_at`` of these orders (those that have one)."""
         found: dict[str, str] = {}
-        for i in range(0, len(keys), 500):
-            chunk = list(keys[i : i + 500])
+        for i in range(0, len(keys), _CHUNK):
+            chunk = list(keys[i : i + _CHUNK])
             marks = ",".join("?" * len(chunk))
             rows = self._read(
                 f"SELECT key, json_extract(raw, '$.created_at') FROM orders WHERE source = ? AND key IN ({marks})",
@@ -305,18 +367,7 @@ class Store:
                 conn.executemany(
                     "DELETE FROM orders WHERE source = ? AND key = ?", [(source, k) for k in change.removals]
                 )
-            if change.upserts:
-                conn.executemany(
-                    "INSERT INTO orders (source, key, raw_state, state, hash, raw, first_seen, changed_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (source, key) DO UPDATE SET raw_state = excluded.raw_state,"
-                    " state = excluded.state, hash = excluded.hash, raw = excluded.raw,"
-                    " changed_at = excluded.changed_at",
-                    [
-                        (source, o.key, o.raw_state, o.state, o.digest, o.raw_json.decode(), now, now)
-                        for o in change.upserts
-                    ],
-                )
+            _upsert(conn, source, change.upserts, now)
             for ev in change.events:
                 order_json = (
                     ev.order_json.decode() if ev.order_json is not None else vanished_raw.get(ev.order_id, "{}")
@@ -517,6 +568,18 @@ class Store:
                     (now,),
                 )
             return cur.rowcount
+
+
+def _upsert(conn: sqlite3.Connection, source: str, orders: Sequence[Order], now: str) -> None:
+    if orders:
+        conn.executemany(
+            "INSERT INTO orders (source, key, raw_state, state, hash, raw, first_seen, changed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (source, key) DO UPDATE SET raw_state = excluded.raw_state,"
+            " state = excluded.state, hash = excluded.hash, raw = excluded.raw,"
+            " changed_at = excluded.changed_at",
+            [(source, o.key, o.raw_state, o.state, o.digest, o.raw_json.decode(), now, now) for o in orders],
+        )
 
 
 def _note_failure(conn: sqlite3.Connection, source: str, error: str, now: str) -> None:
