@@ -191,3 +191,18 @@ def test_mask_url_of_unparseable_url_is_scheme_only() -> None:
     """A URL apprise cannot parse is shown as its scheme only."""
     assert notify.mask_url(f"nosuchscheme://{HOOK_TOKEN}@x") == "nosuchscheme://…"
     assert notify.mask_url(f"{HOOK_TOKEN} no scheme") == "?://…"
+
+
+@pytest.mark.parametrize(
+    ("reason", "permanent"),
+    [
+        ("There are no ntfy topics to notify.", True),
+        ("Failed to send JSON notification: Not Found - error=404.", True),
+        ("Failed to send JSON notification: Internal Server Error - error=500.", False),
+        ("A Connection error occurred sending JSON notification to 127.0.0.1.", False),
+        ("no answer within 5 s", False),
+    ],
+)
+def test_failure_reasons_that_mean_the_url_cannot_work_are_permanent(reason: str, permanent: bool) -> None:
+    """A missing target or a 4xx like 404 is permanent (no retry can help); 5xx, refusals and timeouts are not."""
+    assert notify.permanent_reason(reason) is permanent

@@ -30,7 +30,7 @@ def _url_secrets(url: str) -> list[str]:
         found += [parts.password, unquote(parts.password)]
     if parts.username and "://" in url and parts.scheme in {"slack", "discord", "tgram", "msteams", "pover"}:
         found.append(parts.username)
-    candidates = [parts.hostname or "", *parts.path.split("/"), *(v for _, v in parse_qsl(parts.query))]
+    candidates = [*parts.path.split("/"), *(v for _, v in parse_qsl(parts.query))]
     found += [c for c in candidates if len(c) >= 16 or (len(c) >= 8 and any(ch.isdigit() for ch in c))]
     return found
 
@@ -78,7 +78,7 @@ async def poll_once(
         from orderwatch.deliver import Deliverer
 
         report = await Deliverer(store, conf).deliver_due()
-        delivery_failed = report.failed > 0
+        delivery_failed = report.failed > 0 or report.retrying > 0
     return results, delivery_failed
 
 

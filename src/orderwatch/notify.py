@@ -242,6 +242,21 @@ def _failure_reason(result: Any, timeout: float) -> str:
     return "; ".join(dict.fromkeys(messages)) or "the service reported a failure without a reason"
 
 
+# apprise has no structured "cannot ever work" status: these reasons mean the URL itself is wrong (no target, a
+# rejected credential, an endpoint that does not exist), so retrying cannot help.
+_PERMANENT = re.compile(
+    r"there are no .* to notify|no (valid )?(targets?|recipients?|channels?|topics?)|"
+    r"error=(400|401|403|404|405|410)\b|\b(400|401|403|404|405|410) (bad request|unauthori[sz]ed|forbidden|not found|"
+    r"method not allowed|gone)|authentication (failed|unsuccessful)|invalid (token|api key|credentials)",
+    re.IGNORECASE,
+)
+
+
+def permanent_reason(reason: str) -> bool:
+    """True when a failure reason says the URL can never work as written."""
+    return _PERMANENT.search(reason) is not None
+
+
 def _send_one(index: int, url: str, notice: Notice, timeout: float) -> UrlResult:
     """Send ``notice`` to one URL (blocking; runs in a worker thread)."""
     plugin, problem = _instantiate(url)
@@ -260,7 +275,8 @@ def _send_one(index: int, url: str, notice: Notice, timeout: float) -> UrlResult
             reason = _failure_reason(result, timeout)
     except Exception as err:  # apprise guards its plugins; anything left is still one URL's temporary failure
         reason = f"apprise failed: {type(err).__name__}: {err}"
-    return UrlResult(index, ok=False, permanent=False, reason=_scrub(reason, secrets))
+    reason = _scrub(reason, secrets)
+    return UrlResult(index, ok=False, permanent=permanent_reason(reason), reason=reason)
 
 
 async def send(
