@@ -113,7 +113,9 @@ def _iso_since(value: str) -> str:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f'expected a duration like "24h" or an ISO 8601 time, got {value!r}') from None
+        raise click.BadParameter(
+            f'expected a duration like "24h" or an ISO 8601 time, got {value!r}', param_hint="'--since'"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
