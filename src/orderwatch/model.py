@@ -47,7 +47,8 @@ def fold_state(state: str) -> str:
 def canonical_json(obj: Any) -> bytes:
     """``obj`` as compact JSON with sorted keys: the stored form of an order and the input of its hash."""
     try:
-        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        # orjson hands back its 8 KiB working buffer; an exact-size copy keeps held orders at their real size
+        return bytes(memoryview(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)))
     except TypeError:  # integers beyond 64 bits and other values orjson refuses
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
