@@ -125,3 +125,15 @@ def test_orders_lists_the_snapshot_with_states(config_file: Path, sim: Simulator
     table = run_cli(config_file, "orders", "--format", "table", env={"COLUMNS": "200"})
     assert table.code == 0
     assert key in table.out
+
+
+def test_a_readable_config_with_inline_secrets_draws_a_warning(config_file: Path) -> None:
+    """A config readable by group/others holding an inline token warns naming the keys; mode 0600 does not warn."""
+    config_file.chmod(0o644)
+    loud = run_cli(config_file, "check")
+    assert loud.code == 0
+    assert "is readable by others and holds secrets inline (sources.ace.token, sources.images.token)" in loud.err
+    config_file.chmod(0o600)
+    quiet = run_cli(config_file, "check")
+    assert quiet.code == 0
+    assert "readable by others" not in quiet.err

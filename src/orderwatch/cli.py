@@ -63,6 +63,15 @@ def _load(ctx: click.Context, *, deep: bool = False) -> Config:
         sys.exit(EXIT_USAGE)
     log.register_secrets(secrets_of(conf))
     log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
+    if conf.path is not None and cfg.readable_by_others(conf.path):
+        inline = cfg.inline_secrets(conf.path)
+        if inline:
+            import structlog
+
+            structlog.get_logger("orderwatch.config").warning(
+                f"config file {conf.path} is readable by others and holds secrets inline ({', '.join(inline)}):"
+                f" chmod 600 {conf.path} or use token_file / token_credential / ${{VAR}}"
+            )
     obj["config"] = conf
     return conf
 

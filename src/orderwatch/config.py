@@ -772,3 +772,40 @@ def _load_rules(
             if check_template and text is not None and (problem := check_template(text)):
                 problems.add((*loc, key), problem)
     return tuple(rules)
+
+
+def inline_secrets(path: str | os.PathLike[str]) -> list[str]:
+    """Keys of the config file at ``path`` that hold a secret written into the file itself (not ``${VAR}``, not a
+    token file): source tokens, and channel URLs carrying a password or a token-like path."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    found: list[str] = []
+    sources = raw.get("sources")
+    for name, table in sources.items() if isinstance(sources, dict) else ():
+        token = table.get("token") if isinstance(table, dict) else None
+        if isinstance(token, str) and token and "${" not in token:
+            found.append(f"sources.{name}.token")
+    channels = raw.get("channels")
+    for name, table in channels.items() if isinstance(channels, dict) else ():
+        urls = table.get("urls") if isinstance(table, dict) else None
+        for i, url in enumerate(urls if isinstance(urls, list) else ()):
+            if isinstance(url, str) and "${" not in url and _url_holds_secret(url):
+                found.append(f"channels.{name}.urls[{i}]")
+    return found
+
+
+def _url_holds_secret(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.password:
+        return True
+    return any(len(seg) >= 16 or (len(seg) >= 8 and any(c.isdigit() for c in seg)) for seg in parts.path.split("/"))
+
+
+def readable_by_others(path: str | os.PathLike[str]) -> bool:
+    """True when the file's mode lets its group or other users read it."""
+    try:
+        return bool(os.stat(path).st_mode & 0o044)
+    except OSError:
+        return False
