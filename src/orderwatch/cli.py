@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -88,6 +88,35 @@ def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
         return Store.open(_database(ctx, conf), readonly=readonly)
     except StoreError as exc:
         _fail(str(exc))
+
+
+def _query(ctx: click.Context, query: Callable[[Store], T]) -> T:
+    """Run ``query`` against the database opened read-only; a store problem is one line and exit 1."""
+    conf = _load(ctx)
+    store = _open_store(ctx, conf, readonly=True)
+    try:
+        return query(store)
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+
+
+def _emit(
+    fmt: str | None,
+    title: str,
+    columns: Sequence[str],
+    cells: Iterable[Sequence[str]],
+    dicts: Iterable[dict[str, Any]],
+) -> None:
+    """Print rows as a table (``cells``) or as JSON / NDJSON (``dicts``)."""
+    from orderwatch.output import print_json_array, print_ndjson, print_table
+
+    chosen = _format(fmt)
+    if chosen == "table":
+        print_table(title, columns, cells, sys.stdout)
+    else:
+        (print_json_array if chosen == "json" else print_ndjson)(dicts, sys.stdout)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -267,38 +296,25 @@ def orders(ctx: click.Context, source: str | None, state: str | None, fmt: str |
     """Print the current snapshot of orders."""
     import orjson
 
-    from orderwatch.output import print_json_array, print_ndjson, print_table
-
-    conf = _load(ctx)
-    store = _open_store(ctx, conf, readonly=True)
-    try:
-        rows = store.orders(source, state)
-    except StoreError as exc:
-        _fail(str(exc))
-    finally:
-        store.close()
-    chosen = _format(fmt)
-    if chosen == "table":
-        print_table(
-            f"{len(rows)} orders",
-            ("source", "order", "state", "raw state", "first seen", "changed"),
-            ((r.source, r.key, r.state, r.raw_state, r.first_seen[:19], r.changed_at[:19]) for r in rows),
-            sys.stdout,
-        )
-        return
-    dicts = (
-        {
-            "source": r.source,
-            "order_id": r.key,
-            "state": r.state,
-            "raw_state": r.raw_state,
-            "first_seen": r.first_seen,
-            "changed_at": r.changed_at,
-            "order": orjson.loads(r.raw),
-        }
-        for r in rows
+    rows = _query(ctx, lambda store: store.orders(source, state))
+    _emit(
+        fmt,
+        f"{len(rows)} orders",
+        ("source", "order", "state", "raw state", "first seen", "changed"),
+        ((r.source, r.key, r.state, r.raw_state, r.first_seen[:19], r.changed_at[:19]) for r in rows),
+        (
+            {
+                "source": r.source,
+                "order_id": r.key,
+                "state": r.state,
+                "raw_state": r.raw_state,
+                "first_seen": r.first_seen,
+                "changed_at": r.changed_at,
+                "order": orjson.loads(r.raw),
+            }
+            for r in rows
+        ),
     )
-    (print_json_array if chosen == "json" else print_ndjson)(dicts, sys.stdout)
 
 
 @main.command()
@@ -369,23 +385,18 @@ def run_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, fmt: str | None) -> None:
     """Show each source's last success, last error and next poll, and the outbox depth."""
-    from orderwatch.output import print_json_array, print_ndjson, print_table
     from orderwatch.status import source_status
 
     conf = _load(ctx)
-    store = _open_store(ctx, conf, readonly=True)
-    try:
-        rows, depth = source_status(conf, store)
-    except StoreError as exc:
-        _fail(str(exc))
-    finally:
-        store.close()
-    chosen = _format(fmt)
-    if chosen == "table":
-        columns = ("source", "last success", "last error", "failures", "next poll", "orders")
-        print_table(f"outbox: {depth} pending", columns, ([str(r[c]) for c in columns] for r in rows), sys.stdout)
-    else:
-        (print_json_array if chosen == "json" else print_ndjson)([*rows, {"outbox_pending": depth}], sys.stdout)
+    rows, depth = _query(ctx, lambda store: source_status(conf, store))
+    columns = ("source", "last success", "last error", "failures", "next poll", "orders")
+    _emit(
+        fmt,
+        f"outbox: {depth} pending",
+        columns,
+        ([str(r[c]) for c in columns] for r in rows),
+        [*rows, {"outbox_pending": depth}],
+    )
 
 
 @main.group(invoke_without_command=True)
@@ -397,54 +408,41 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
     """List notifications: pending, failed or sent, with attempts and the last error."""
     if ctx.invoked_subcommand is not None:
         return
-    from orderwatch.output import print_json_array, print_ndjson, print_table
-
-    conf = _load(ctx)
-    store = _open_store(ctx, conf, readonly=True)
-    try:
-        rows = store.outbox(status_, limit)
-    except StoreError as exc:
-        _fail(str(exc))
-    finally:
-        store.close()
-    chosen = _format(fmt)
-    if chosen == "table":
-        print_table(
-            f"{len(rows)} notifications",
-            ("id", "status", "channel", "rule", "events", "attempts", "next attempt", "last error"),
+    rows = _query(ctx, lambda store: store.outbox(status_, limit))
+    _emit(
+        fmt,
+        f"{len(rows)} notifications",
+        ("id", "status", "channel", "rule", "events", "attempts", "next attempt", "last error"),
+        (
             (
-                (
-                    str(r.id),
-                    r.status,
-                    r.channel,
-                    r.rule,
-                    ",".join(map(str, r.event_ids)),
-                    str(r.attempts),
-                    r.next_attempt_at[:19] if r.status == "pending" else "",
-                    r.last_error or "",
-                )
-                for r in rows
-            ),
-            sys.stdout,
-        )
-        return
-    dicts = (
-        {
-            "id": r.id,
-            "status": r.status,
-            "channel": r.channel,
-            "rule": r.rule,
-            "digest": r.digest,
-            "event_ids": list(r.event_ids),
-            "attempts": r.attempts,
-            "created_at": r.created_at,
-            "next_attempt_at": r.next_attempt_at,
-            "last_error": r.last_error,
-            "sent_at": r.sent_at,
-        }
-        for r in rows
+                str(r.id),
+                r.status,
+                r.channel,
+                r.rule,
+                ",".join(map(str, r.event_ids)),
+                str(r.attempts),
+                r.next_attempt_at[:19] if r.status == "pending" else "",
+                r.last_error or "",
+            )
+            for r in rows
+        ),
+        (
+            {
+                "id": r.id,
+                "status": r.status,
+                "channel": r.channel,
+                "rule": r.rule,
+                "digest": r.digest,
+                "event_ids": list(r.event_ids),
+                "attempts": r.attempts,
+                "created_at": r.created_at,
+                "next_attempt_at": r.next_attempt_at,
+                "last_error": r.last_error,
+                "sent_at": r.sent_at,
+            }
+            for r in rows
+        ),
     )
-    (print_json_array if chosen == "json" else print_ndjson)(dicts, sys.stdout)
 
 
 @outbox.command()

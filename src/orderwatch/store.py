@@ -623,38 +623,9 @@ def _event(r: Sequence[Any]) -> Event:
 
 
 def _source_state(r: Sequence[Any]) -> SourceState:
-    (
-        name,
-        baseline,
-        polled,
-        success,
-        full,
-        error,
-        error_at,
-        failures,
-        failing,
-        alerted,
-        count,
-        requests,
-        duration,
-        next_poll,
-    ) = r
-    return SourceState(
-        name,
-        baseline,
-        polled,
-        success,
-        full,
-        error,
-        error_at,
-        failures,
-        failing,
-        bool(alerted),
-        count,
-        requests,
-        duration,
-        next_poll,
-    )
+    values = list(r)
+    values[9] = bool(values[9])  # alerted
+    return SourceState(*values)
 
 
 def _outbox(r: Sequence[Any]) -> OutboxRow:
