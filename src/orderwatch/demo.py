@@ -49,6 +49,7 @@ format = "console"
 
 def run_demo(*, n_orders: int, every: float, interval: float, database: str | None) -> int:
     """Run the demo until Ctrl-C; returns the exit code."""
+    from orderwatch import log
     from orderwatch.config import load_config
     from orderwatch.daemon import run_daemon
     from orderwatch.simulator import SimServer, Simulator, run_clock
@@ -62,9 +63,11 @@ def run_demo(*, n_orders: int, every: float, interval: float, database: str | No
         path = Path(tmp) / "orderwatch.toml"
         path.write_text(DEMO_CONFIG.format(interval=interval, database=db.as_posix(), url=server.url))
         print(f"orderwatch demo: simulator at {server.url}; config {path}; Ctrl-C stops.", flush=True)
+        conf = load_config(path)
+        log.setup(conf.log.format, conf.log.level)
         clock = run_clock(sim, every, stop)
         try:
-            return run_daemon(load_config(path), config_path=str(path), database=None)
+            return run_daemon(conf, config_path=str(path), database=None)
         finally:
             stop.set()
             clock.join(timeout=5)

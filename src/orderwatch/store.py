@@ -511,6 +511,13 @@ class Store:
             ).fetchall()
         return sorted((_outbox(r) for r in rows), key=lambda r: r.id)
 
+    def release_leases(self) -> int:
+        """Drop every lease on pending rows (at daemon start: the process that held them is gone)."""
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL"
+            ).rowcount
+
     def mark_sent(self, row_id: int, *, now: str) -> None:
         """The notification reached every URL of its channel."""
         with self._tx() as conn:

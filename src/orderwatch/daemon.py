@@ -1,0 +1,380 @@
+"""``orderwatch run``: the long-running service. The only module with time, signals, threads, APScheduler, sd_notify.
+
+- One APScheduler job per source (its interval and jitter, first run at start, at most one poll per source at a
+  time, misfires coalesced); every job is its own asyncio task, so a slow source never delays another.
+- A delivery loop sends due outbox rows every ``delivery.interval``.
+- SIGTERM/SIGINT: no new polls; in-flight polls and the current delivery step get ``GRACE_PERIOD`` seconds to finish
+  (below the unit's TimeoutStopSec), then the rest is cancelled; exit 0. A second signal skips the wait.
+- SIGHUP: the config is read again; a bad one is logged (every problem) and the running one kept; sources are
+  rescheduled, channels and rules swapped.
+- Nothing lives only in memory: snapshots, events and the outbox are in SQLite, each poll one transaction, so a
+  kill -9 loses nothing and the next start resumes from the database. At start, pending notifications are made due
+  now (and a delivery lease left by a killed process is dropped), so they do not wait out a backoff or a lease.
+- sd_notify: READY=1 once the scheduler runs, STATUS= with the last poll of each source, WATCHDOG=1 from the event
+  loop while work progresses, STOPPING=1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import anyio.to_thread
+import structlog
+
+from orderwatch import fetch, health, sdnotify
+from orderwatch.app import router_for, secrets_of
+from orderwatch.errors import ConfigError, OrderwatchError, StoreError
+from orderwatch.log import register_secrets, scrub
+from orderwatch.metrics import Metrics
+from orderwatch.poll import Poller, PollResult, utcnow
+from orderwatch.store import Store
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from orderwatch.config import Config, SourceConfig
+
+log = structlog.get_logger("orderwatch.daemon")
+
+GRACE_PERIOD = 20.0  # seconds; below TimeoutStopSec=30s in deploy/orderwatch.service
+DELIVERY_STALL = 600.0  # a delivery step running longer than this stops the watchdog pings
+SCHEDULER_SLACK = 5.0  # a job overdue by more than this (plus a ping interval) means the scheduler is stuck
+
+
+def run_daemon(conf: Config, *, config_path: str | None, database: str | None, grace: float = GRACE_PERIOD) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop, 1 when the database is unusable).
+
+    ``config_path`` is what SIGHUP re-reads (None: the usual search); ``database`` overrides the config's.
+    """
+    os.umask(0o077)  # the database, its WAL and anything else orderwatch creates: owner only
+    daemon = Daemon(conf, config_path=config_path, database=database, grace=grace)
+    try:
+        return anyio.run(daemon.main, backend="asyncio")
+    except StoreError as exc:
+        log.error("cannot use the database", error=str(exc))
+        return 1
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if when else None
+
+
+class Daemon:
+    """The scheduler, the delivery loop, the signal handling and the bookkeeping around each poll."""
+
+    def __init__(self, conf: Config, *, config_path: str | None, database: str | None, grace: float) -> None:
+        self.conf = conf
+        self.config_path = config_path
+        self.database_override = database
+        self.grace = grace
+        self.metrics = Metrics()
+        self.stopping = anyio.Event()
+        self.hurry = anyio.Event()  # a second stop signal: do not wait for the grace period
+        self.inflight: dict[str, tuple[anyio.CancelScope, float, float]] = {}  # source → (scope, started, limit)
+        self.delivery_started: float | None = None
+        self.last_polls: dict[str, str] = {}  # source → a short line for STATUS=
+        self.auth_logged: set[str] = set()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._poller: Poller | None = None
+        self._store: Store | None = None
+
+    @property
+    def scheduler(self) -> AsyncIOScheduler:
+        """The running APScheduler."""
+        assert self._scheduler is not None
+        return self._scheduler
+
+    @property
+    def store(self) -> Store:
+        """The open database."""
+        assert self._store is not None
+        return self._store
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def main(self) -> int:
+        """Open the database and the HTTP clients, run until stopped, close everything."""
+        path = self.database_override or str(self.conf.database)
+        self._store = await anyio.to_thread.run_sync(Store.open, path)
+        try:
+            async with fetch.clients() as pool:
+                self._poller = Poller(self.store, pool, router=router_for(self.conf))
+                await self._serve()
+        finally:
+            await anyio.to_thread.run_sync(self._forget_schedule)
+            self.store.close()
+        log.info("stopped")
+        return 0
+
+    async def _serve(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        await anyio.to_thread.run_sync(self._release_pending)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._signal_loop, signals)
+                if self.conf.metrics.listen:
+                    await self._start_metrics(tg, self.conf.metrics.listen)
+                self._scheduler = AsyncIOScheduler(timezone=UTC)
+                self.scheduler.start()
+                for src in self.conf.sources.values():
+                    self._schedule(src)
+                tg.start_soon(self._delivery_loop)
+                every = sdnotify.watchdog_interval()
+                if every is not None:
+                    tg.start_soon(self._watchdog_loop, every)
+                sdnotify.notify(f"READY=1\nSTATUS=polling {len(self.conf.sources)} source(s)\nMAINPID={os.getpid()}")
+                log.info("started", sources=list(self.conf.sources), pid=os.getpid(), database=str(self.store.path))
+                await self.stopping.wait()
+                sdnotify.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight polls and deliveries")
+                await self._drain()
+                tg.cancel_scope.cancel()
+
+    async def _drain(self) -> None:
+        """No new polls; wait up to the grace period for in-flight polls and the delivery step, then cancel."""
+        self.scheduler.pause()
+        with anyio.move_on_after(self.grace):
+            while (self.inflight or self.delivery_started is not None) and not self.hurry.is_set():
+                with anyio.move_on_after(0.05):
+                    await self.hurry.wait()
+        if self.inflight:
+            log.warning(
+                "grace period over: cancelling polls (they run again at the next start)", sources=sorted(self.inflight)
+            )
+            for scope, _started, _limit in list(self.inflight.values()):
+                scope.cancel()
+        self.scheduler.shutdown(wait=False)
+        await anyio.lowlevel.checkpoint()  # AsyncIOScheduler.shutdown runs on the next loop iteration
+
+    async def _signal_loop(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                if not self.stopping.is_set():
+                    await self.reload()
+            elif self.stopping.is_set():
+                log.warning("second stop signal: not waiting for in-flight work", signal=signal.Signals(signum).name)
+                self.hurry.set()
+            else:
+                log.info("stopping", signal=signal.Signals(signum).name, grace=self.grace)
+                self.stopping.set()
+
+    def _release_pending(self) -> None:
+        """Release leases left by a killed process, so its claimed notifications are not held up (their backoff
+        schedule is kept)."""
+        released = self.store.release_leases()
+        if released:
+            log.info("resuming notifications claimed by a stopped process", released=released)
+
+    def _forget_schedule(self) -> None:
+        """Clear ``next poll`` of every source: nothing is scheduled while no daemon runs."""
+        try:
+            for name in self.conf.sources:
+                self.store.set_next_poll(name, None)
+        except StoreError as exc:
+            log.error("store unavailable", error=str(exc))
+
+    async def _start_metrics(self, tg: anyio.abc.TaskGroup, listen: str) -> None:
+        from orderwatch import metrics
+
+        try:
+            host, port = await tg.start(metrics.serve, self.metrics, listen)
+        except (ConfigError, OSError) as exc:
+            log.error("metrics not served", listen=listen, error=str(exc))
+        else:
+            log.info("serving metrics", url=f"http://{host}:{port}/metrics")
+
+    # ---- scheduling --------------------------------------------------------------------------------------------
+
+    def _schedule(self, src: SourceConfig) -> None:
+        """(Re)schedule the job of ``src``: first poll now, then every interval plus up to ``jitter`` seconds."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.scheduler.add_job(
+            self._poll_job,
+            IntervalTrigger(seconds=src.interval, jitter=src.jitter or None, timezone=UTC),
+            args=(src.name,),
+            id=f"poll:{src.name}",
+            name=f"poll {src.name}",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
+
+    def _next_poll(self, name: str) -> str | None:
+        job = self.scheduler.get_job(f"poll:{name}") if not self.stopping.is_set() else None
+        return _iso(job.next_run_time) if job is not None else None
+
+    async def _poll_job(self, name: str) -> None:
+        """One scheduled poll of source ``name`` (with the config current when it starts)."""
+        src = self.conf.sources.get(name)
+        if src is None or self.stopping.is_set() or self._poller is None:
+            return
+        limit = src.retry_budget + 4 * src.timeout + 60
+        with anyio.CancelScope() as scope:
+            self.inflight[name] = (scope, time.monotonic(), limit)
+            try:
+                result = await self._poller.poll(src)
+                await self._after_poll(result)
+            except Exception:
+                log.exception("poll crashed; it will run again on schedule", source=name)
+            finally:
+                del self.inflight[name]
+
+    async def _after_poll(self, result: PollResult) -> None:
+        name = result.source
+        self.metrics.observe_poll(result, time.time())
+        if result.auth_failed and name not in self.auth_logged:
+            self.auth_logged.add(name)
+            log.error(
+                "the source rejected the token: fix sources.NAME.token (or its token_file/token_credential), "
+                "then reload with SIGHUP (systemctl reload orderwatch)",
+                source=name,
+                error=scrub(result.error or ""),
+            )
+        elif result.ok:
+            self.auth_logged.discard(name)
+        next_at = self._next_poll(name)
+        notice = await anyio.to_thread.run_sync(self._bookkeep, result, next_at)
+        if notice is not None:
+            if notice.kind == "alert":
+                log.warning("source unhealthy: alert sent", source=name, channel=self.conf.health.channel)
+            else:
+                log.info("source recovered", source=name, channel=self.conf.health.channel)
+        stamp = utcnow()[11:19]
+        if result.ok:
+            self.last_polls[name] = f"{name} ok {stamp} ({result.orders} orders, {len(result.events)} events)"
+        else:
+            self.last_polls[name] = f"{name} FAILED {stamp}"
+        sdnotify.notify("STATUS=" + "; ".join(self.last_polls[n] for n in sorted(self.last_polls)))
+
+    def _bookkeep(self, result: PollResult, next_at: str | None) -> health.HealthNotice | None:
+        """In a worker thread: remember the next poll, decide on health, queue the health notice if any."""
+        store, conf, now = self.store, self.conf, utcnow()
+        try:
+            store.set_next_poll(result.source, next_at)
+            state = store.source_state(result.source)
+            if state is None:
+                return None
+            notice = health.assess(state, conf.health, ok=result.ok, now=now, auth_failed=result.auth_failed)
+            if notice is None:
+                return None
+            if conf.health.channel is not None:
+                store.enqueue_notice(conf.health.channel, health.RULE, notice.title, scrub(notice.body), now=now)
+            store.set_alerted(result.source, notice.kind == "alert")
+            return notice
+        except StoreError as exc:
+            log.error("store unavailable", source=result.source, error=str(exc))
+            return None
+
+    # ---- delivery ----------------------------------------------------------------------------------------------
+
+    async def _delivery_loop(self) -> None:
+        from orderwatch.deliver import Deliverer
+
+        while not self.stopping.is_set():
+            self.delivery_started = time.monotonic()
+            try:
+                report = await Deliverer(self.store, self.conf).deliver_due()
+                self.metrics.observe_delivery(report)
+                self.metrics.outbox_depth = await anyio.to_thread.run_sync(self.store.outbox_depth)
+            except OrderwatchError as exc:
+                log.error("delivery step failed; will try again", error=str(exc))
+            except Exception:
+                log.exception("delivery step crashed; will try again")
+            finally:
+                self.delivery_started = None
+            with anyio.move_on_after(self.conf.delivery.interval):
+                await self.stopping.wait()
+
+    # ---- watchdog ----------------------------------------------------------------------------------------------
+
+    async def _watchdog_loop(self, every: float) -> None:
+        """Ping WATCHDOG=1 from the event loop, but only while the loop, the scheduler and the work progress."""
+        last = time.monotonic()
+        while True:
+            await anyio.sleep(every)
+            now = time.monotonic()
+            late, last = now - last - every, now
+            problem = self.stall(now, every) or (f"event loop blocked for {late:.1f} s" if late > every else None)
+            if problem is None:
+                sdnotify.notify("WATCHDOG=1")
+            else:
+                log.warning("watchdog ping skipped", reason=problem)
+
+    def stall(self, now: float, every: float) -> str | None:
+        """Why work is not progressing (a poll or delivery step hung, the scheduler stuck), or None."""
+        for name, (_scope, started, limit) in self.inflight.items():
+            if now - started > limit:
+                return f"poll of {name} running for {now - started:.0f} s"
+        if self.delivery_started is not None and now - self.delivery_started > DELIVERY_STALL:
+            return f"delivery step running for {now - self.delivery_started:.0f} s"
+        if self.stopping.is_set() or self._scheduler is None:
+            return None
+        overdue = datetime.now(UTC).timestamp() - every - SCHEDULER_SLACK
+        for job in self.scheduler.get_jobs():
+            name = str(job.args[0])
+            if job.next_run_time is not None and job.next_run_time.timestamp() < overdue and name not in self.inflight:
+                return f"the poll of {name} is overdue"
+        return None
+
+    # ---- reload ------------------------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """SIGHUP: read the config again; keep the running one if the new one has any problem."""
+        from orderwatch import config, notify, render
+
+        def load() -> Config:
+            return config.load_config(
+                self.config_path, check_template=render.check_template, check_url=notify.check_url
+            )
+
+        try:
+            new = await anyio.to_thread.run_sync(load)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config reload failed; keeping the running config", path=exc.path, problem=scrub(problem))
+            return
+        register_secrets(secrets_of(new))
+        old, self.conf = self.conf, new
+        if self._poller is not None:
+            self._poller.router = router_for(new)
+        for what, before, after in (
+            ("database", old.database, new.database),
+            ("metrics.listen", old.metrics.listen, new.metrics.listen),
+            ("log", old.log, new.log),
+        ):
+            if before != after and not (what == "database" and self.database_override):
+                log.warning("this setting changes only at the next start", setting=what)
+        removed = [n for n in old.sources if n not in new.sources]
+        added = [n for n in new.sources if n not in old.sources]
+        changed = [n for n in new.sources if n in old.sources and new.sources[n] != old.sources[n]]
+        for name in removed:
+            if self.scheduler.get_job(f"poll:{name}") is not None:
+                self.scheduler.remove_job(f"poll:{name}")
+            self.last_polls.pop(name, None)
+        for name in added + changed:
+            self._schedule(new.sources[name])
+        if removed:
+            await anyio.to_thread.run_sync(self._unschedule, removed)
+        log.info(
+            "config reloaded",
+            added=added,
+            removed=removed,
+            changed=changed,
+            channels=list(new.channels),
+            rules=len(new.rules),
+        )
+
+    def _unschedule(self, names: list[str]) -> None:
+        for name in names:
+            self.store.set_next_poll(name, None)
