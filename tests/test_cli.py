@@ -31,9 +31,11 @@ def test_dry_run_prints_events_but_writes_nothing(config_file: Path, sim: Simula
 
 def test_dry_run_without_a_database_creates_none(config_file: Path) -> None:
     """A dry run before any poll reads nothing and leaves no database file behind."""
+    before = set(Path.cwd().iterdir())
     ran = run_cli(config_file, "poll", "--dry-run")
     assert ran.code == 0, ran.err
     assert not (config_file.parent / "ow.db").exists()
+    assert set(Path.cwd().iterdir()) == before
 
 
 def test_changes_filters_by_kind_state_source_order_and_time(config_file: Path, sim: Simulator) -> None:

@@ -209,7 +209,7 @@ class Store:
                     f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout, check_same_thread=False
                 )
             else:
-                if not p.exists():
+                if str(path) != ":memory:" and not p.exists():
                     _create_private(p)
                 conn = sqlite3.connect(p, timeout=timeout, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
