@@ -3,7 +3,7 @@
 Rules (CONTRACT.md, "Events"):
 
 - Until a source has a baseline, observations are stored silently; the first sweep that proves absence (full,
-  complete, consistent) becomes the baseline.
+  complete, consistent) becomes the baseline (the poller may also settle for a complete one: ``BASELINE_TRIES``).
 - After that: an order not in the snapshot → ``appeared``; a changed canonical state → ``transition`` (raw states
   kept); an order missing from a sweep that proves absence → ``vanished``. Partial or failed sweeps infer nothing
   from what they did not see.

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("orderwatch.poll")
 
+# A complete full sweep whose totals do not add up is not proof of absence, so it is not taken as the baseline —
+# unless this many complete sweeps in a row did not add up (an API whose count is simply wrong must still get one;
+# the silent sweeps before it have stored what they saw).
+BASELINE_TRIES = 3
+
 # Orders missing from a consistent sweep are re-checked on the detail endpoint when there are at most this many;
 # a sighting there means the sweep skipped rows, so nothing is reported vanished this time.
 DETAIL_CHECK_MAX = 20
@@ -127,6 +132,15 @@ class Poller:
             if self._wants_full(src, state, full):
                 observation, change = await self._full(client, src, baselined=baselined, now=now, dry_run=dry_run)
                 self._full_next.discard(src.name)
+                tries = state.baseline_tries if state is not None else 0
+                if not baselined and observation.complete and not change.baseline and tries + 1 >= BASELINE_TRIES:
+                    change = replace(change, baseline=True)
+                    log.warning(
+                        "baseline taken although the sweep's totals do not add up",
+                        source=src.name,
+                        sweeps=tries + 1,
+                        reason=observation.reason,
+                    )
             else:
                 observation, change = await self._incremental(client, src, baselined=baselined, now=now)
         except SourceError as exc:

@@ -103,6 +103,11 @@ def _m0002(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS(name="0003_baseline_tries")
+def _m0003(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE sources ADD COLUMN baseline_tries INTEGER NOT NULL DEFAULT 0")
+
+
 class DeliveryLike(Protocol):
     """What ``record`` needs of a routed delivery (``orderwatch.rules.Delivery``)."""
 
@@ -134,6 +139,7 @@ class SourceState:
     last_requests: int | None
     last_duration: float | None
     next_poll_at: str | None
+    baseline_tries: int = 0  # complete full sweeps that were not consistent enough to be the baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +406,9 @@ class Store:
                 "UPDATE sources SET last_poll_at = :now, orders = :count, last_requests = :requests,"
                 " last_duration = :duration,"
                 " baseline_at = CASE WHEN :baseline AND baseline_at IS NULL THEN :now ELSE baseline_at END,"
-                " last_full_at = CASE WHEN :full THEN :now ELSE last_full_at END WHERE name = :name",
+                " last_full_at = CASE WHEN :full THEN :now ELSE last_full_at END,"
+                " baseline_tries = baseline_tries + CASE WHEN :tried AND baseline_at IS NULL THEN 1 ELSE 0 END"
+                " WHERE name = :name",
                 {
                     "now": now,
                     "count": count,
@@ -408,6 +416,7 @@ class Store:
                     "duration": duration,
                     "baseline": change.baseline,
                     "full": full and error is None,
+                    "tried": full and error is None and not change.baseline,
                     "name": source,
                 },
             )
