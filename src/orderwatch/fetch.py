@@ -280,7 +280,7 @@ class _Sweep:
         consistent = self.complete and not self.reasons
         if self.complete and self.totals:
             if min(self.totals) != max(self.totals):
-                self.reasons.append(f"the total moved during the sweep ({self.totals[0]} → {self.totals[-1]})")
+                self.reasons.append(f"the total moved during the sweep ({min(self.totals)} … {max(self.totals)})")
                 consistent = False
             elif full and self.distinct < self.totals[-1]:
                 self.reasons.append(f"saw {self.distinct} distinct orders but the API counts {self.totals[-1]}")

@@ -148,7 +148,7 @@ class Poller:
         except StoreError as exc:
             log.error("store unavailable: nothing recorded, will retry next poll", source=src.name, error=str(exc))
             return PollResult(src.name, error=str(exc), duration=time.monotonic() - started)
-        self._warn_unknown_states(src, change.upserts)
+        self._warn_unknown_states(src, ((o.raw_state, o.state) for o in change.upserts))
 
         error = None if observation.complete else observation.reason
         duration = time.monotonic() - started
@@ -212,6 +212,7 @@ class Poller:
         await anyio.to_thread.run_sync(self.store.seen_begin, src.name)
         try:
             observation = await fetch.stream(client, src, sink)
+            self._warn_unknown_states(src, sink.seen_states)
             missing: dict[str, Known] = {}
             if observation.proves_absence:
                 missing = await anyio.to_thread.run_sync(self.store.unseen, src.name)
@@ -279,15 +280,12 @@ class Poller:
             log.info("sweep skipped rows; no order reported vanished this poll", source=src.name, skipped=len(found))
         return found
 
-    def _warn_unknown_states(self, src: SourceConfig, orders: Iterable[Order]) -> None:
-        for order in orders:
-            if not is_canonical(order.state) and (src.name, order.raw_state) not in self._warned_states:
-                self._warned_states.add((src.name, order.raw_state))
-                log.warning(
-                    "unknown state kept as is; map it with sources.NAME.states",
-                    source=src.name,
-                    state=order.raw_state,
-                )
+    def _warn_unknown_states(self, src: SourceConfig, states: Iterable[tuple[str, str]]) -> None:
+        """Log each (raw, canonical) state that is not canonical, once per source."""
+        for raw, state in states:
+            if not is_canonical(state) and (src.name, raw) not in self._warned_states:
+                self._warned_states.add((src.name, raw))
+                log.warning("unknown state kept as is; map it with sources.NAME.states", source=src.name, state=raw)
 
 
 class SnapshotSink:
@@ -312,6 +310,7 @@ class SnapshotSink:
         self.held: dict[str, Order] = {}
         self.silent: list[Order] = []
         self.unchanged = 0
+        self.seen_states: set[tuple[str, str]] = set()  # (raw, canonical) states seen, for the unknown-state warning
 
     async def __call__(self, orders: tuple[Order, ...]) -> int:
         return await anyio.to_thread.run_sync(self.take, orders)
@@ -325,6 +324,7 @@ class SnapshotSink:
             held = self.held.get(key)
             if held is not None:
                 previous[key] = Known(held.raw_state, held.state, held.digest)
+        self.seen_states.update((o.raw_state, o.state) for o in orders)
         page = Observation(self.source, {o.key: o for o in orders}, complete=False, consistent=False)
         change = diff(previous, page, baselined=self.baselined, now=self.now)
         self.events.extend(change.events)

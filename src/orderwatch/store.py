@@ -7,6 +7,7 @@ A ``Store`` serialises its own use with a lock, so worker threads may share it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -222,7 +223,7 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 MIGRATIONS.apply(sqlite_utils.Database(conn))
             conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot open database {p}: {exc} (check the path, its permissions and free space)"
             ) from exc
@@ -242,12 +243,24 @@ class Store:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
+                    conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR...): never mask the cause
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"database {self.path}: {exc} (is the disk full or the file read-only?)") from exc
+                raise StoreError(f"database {self.path}: {exc}{_hint(exc)}") from exc
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, outside any transaction; its errors become ``StoreError``."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"database {self.path}: {exc}") from exc
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -291,16 +304,16 @@ class Store:
 
     def seen_begin(self, source: str) -> None:
         """Start tracking the keys a sweep of ``source`` sees."""
-        with self._lock:
-            self._conn.execute(
+        with self._guard() as conn:
+            conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS seen (source TEXT, key TEXT, PRIMARY KEY (source, key)) WITHOUT ROWID"
             )
-            self._conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+            conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
 
     def seen_add(self, source: str, keys: Sequence[str]) -> int:
         """Note keys seen by the sweep; returns how many had not been seen before in it."""
-        with self._lock:
-            cur = self._conn.executemany(
+        with self._guard() as conn:
+            cur = conn.executemany(
                 "INSERT OR IGNORE INTO temp.seen (source, key) VALUES (?, ?)", [(source, k) for k in keys]
             )
             return cur.rowcount
@@ -316,8 +329,8 @@ class Store:
 
     def seen_end(self, source: str) -> None:
         """Forget the keys of the sweep of ``source``."""
-        with self._lock:
-            self._conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+        with self._guard() as conn:
+            conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
 
     def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
         """Write changed rows that carry no event (content changes, baseline rows) in their own transaction."""
@@ -584,6 +597,18 @@ class Store:
                     (now,),
                 )
             return cur.rowcount
+
+
+def _hint(exc: sqlite3.Error) -> str:
+    """What to check for a failed write."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return " (another process holds a write lock for too long: is a second daemon running?)"
+    if "full" in text:
+        return " (free some disk space; nothing was recorded, the next poll retries)"
+    if "readonly" in text or "read-only" in text:
+        return " (the file or its folder is read-only for this user)"
+    return ""
 
 
 def _upsert(conn: sqlite3.Connection, source: str, orders: Sequence[Order], now: str) -> None:

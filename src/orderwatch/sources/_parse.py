@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +15,15 @@ from orderwatch.model import Order, canonical_state
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
 
+_LONG_INT = re.compile(rb"(?<![\w.])-?\d{20,}(?![\w.])")  # 20+ digits: possibly beyond 64 bits
+
 
 def decode(src: SourceConfig, body: bytes) -> Any:
     """The JSON value of ``body``; a ``MalformedResponse`` that says what came instead."""
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:  # orjson refuses integers beyond 64 bits; the stdlib does not
+        try:  # the stdlib accepts a few things orjson refuses (e.g. lone surrogates in strings)
             return json.loads(body)
         except ValueError:
             pass
@@ -30,6 +33,9 @@ def decode(src: SourceConfig, body: bytes) -> Any:
         if head.startswith("<"):
             raise MalformedResponse(src.name, "answer is HTML, not JSON (a proxy or error page?)") from None
         raise MalformedResponse(src.name, f"answer is not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    if _LONG_INT.search(body):  # orjson reads integers beyond 64 bits as rounded floats; the stdlib keeps them exact
+        return json.loads(body)
+    return doc
 
 
 def scalar_text(value: Any) -> str | None:
