@@ -126,6 +126,7 @@ class Poller:
         started = time.monotonic()
         client = self.clients.for_source(src)
         now = self.now()
+        state: SourceState | None = None
         try:
             state = await anyio.to_thread.run_sync(self.store.source_state, src.name)
             baselined = state is not None and state.baseline_at is not None
@@ -144,7 +145,7 @@ class Poller:
             else:
                 observation, change = await self._incremental(client, src, baselined=baselined, now=now)
         except SourceError as exc:
-            return await self._failed(src, exc, started, dry_run)
+            return await self._failed(src, exc, started, dry_run, state)
         except StoreError as exc:
             log.error("store unavailable: nothing recorded, will retry next poll", source=src.name, error=str(exc))
             return PollResult(src.name, error=str(exc), duration=time.monotonic() - started)
@@ -188,6 +189,8 @@ class Poller:
             complete=observation.complete,
             consistent=observation.consistent,
         )
+        if result.ok and state is not None and state.failures:
+            log.info("source recovered", source=src.name, after_failures=state.failures)
         (log.info if result.ok else log.warning)(
             "polled" if result.ok else "polled partially",
             source=src.name,
@@ -250,9 +253,19 @@ class Poller:
         previous = await anyio.to_thread.run_sync(lambda: self.store.known(name, list(observation.orders)))
         return observation, diff(previous, observation, baselined=baselined, now=now)
 
-    async def _failed(self, src: SourceConfig, exc: SourceError, started: float, dry_run: bool) -> PollResult:
+    async def _failed(
+        self, src: SourceConfig, exc: SourceError, started: float, dry_run: bool, state: SourceState | None
+    ) -> PollResult:
         duration = time.monotonic() - started
-        log.warning("poll failed", source=src.name, error=exc.message, retryable=exc.retryable)
+        # logged when a failure starts or changes; the same failure again is only a debug line (no log storm)
+        again = state is not None and state.failures > 0 and state.last_error == str(exc)
+        (log.debug if again else log.warning)(
+            "poll failed",
+            source=src.name,
+            error=exc.message,
+            retryable=exc.retryable,
+            failures=(state.failures + 1) if state is not None else 1,
+        )
         if not dry_run:
             try:
                 await anyio.to_thread.run_sync(lambda: self.store.record_failure(src.name, str(exc), now=self.now()))
