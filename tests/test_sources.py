@@ -151,3 +151,12 @@ def test_detail_requests_and_answers() -> None:
     assert acedata.parse_detail(source("acedata"), b'{"id": "a", "state": "Paid"}').state == "Paid"
     order = lsky.parse_detail(source("lsky"), b'{"status": "success", "data": {"trade_no": "t", "status": "paid"}}')
     assert (order.key, order.state) == ("t", "Paid")
+
+
+def test_state_filters_use_the_apis_own_spellings() -> None:
+    """Filters send raw states as each API spells them: Ace `Pending`, Lsky `paid`, a user's own `0` as written."""
+    from orderwatch.incremental import raw_states
+
+    assert raw_states(source("acedata"), {"Pending", "Paid"}) == ["Paid", "Pending"]
+    assert raw_states(source("lsky"), {"Paid", "Cancelled"}) == ["cancelled", "paid"]
+    assert raw_states(source("acedata", states={"0": "Pending"}), {"Pending"}) == ["0", "Pending"]

@@ -20,7 +20,8 @@ import httpx
 
 from orderwatch import fetch
 from orderwatch.errors import SourceError
-from orderwatch.model import CANONICAL_STATES, Known, Observation, Order, Page
+from orderwatch.model import Known, Observation, Order, Page
+from orderwatch.sources import ADAPTERS
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
@@ -38,8 +39,9 @@ class Incremental:
 
 
 def raw_states(src: SourceConfig, canonical: set[str]) -> list[str]:
-    """The raw spellings the API uses for ``canonical`` states (``Pending`` for Ace, ``unpaid`` for Lsky)."""
-    spelled = {c.casefold(): c for c in CANONICAL_STATES}
+    """The raw states, spelled as the API spells them, that map to ``canonical`` states (Ace ``Pending``, Lsky
+    ``unpaid``); a raw state the user mapped (``states = { "0" = … }``) is sent as written."""
+    spelled = {raw.casefold(): raw for raw in ADAPTERS[src.kind].RAW_STATES}
     return sorted({spelled.get(raw, raw) for raw, state in src.states.items() if state in canonical})
 
 

@@ -21,6 +21,8 @@ class Adapter(Protocol):
     """What every source module provides. ``cursor`` is the adapter's own paging position (offset or page)."""
 
     @property
+    def RAW_STATES(self) -> tuple[str, ...]: ...  # the states as the API spells them (for its filters)
+    @property
     def DEFAULT_STATES(self) -> Mapping[str, str]: ...  # raw state (case-folded) → canonical state
     @property
     def OPEN_STATES(self) -> tuple[str, ...]: ...  # canonical states an order can still leave (incremental polls)

@@ -18,6 +18,7 @@ from orderwatch.sources._types import Request
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
 
+RAW_STATES: Final = ("Pending", "Paid", "Finished", "Expired", "Failed", "Refunded")  # as the API spells them
 DEFAULT_STATES: Final[Mapping[str, str]] = {s.casefold(): s for s in CANONICAL_STATES}
 OPEN_STATES: Final = ("Pending", "Paid")  # Finished → Refunded is rare: seen at the next full sweep
 KEY_FIELD: Final = "id"

@@ -18,6 +18,7 @@ from orderwatch.sources._types import Request
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
 
+RAW_STATES: Final = ("unpaid", "paid", "cancelled")  # as the API spells them
 DEFAULT_STATES: Final[Mapping[str, str]] = {"unpaid": "Pending", "paid": "Paid", "cancelled": "Cancelled"}
 OPEN_STATES: Final = ("Pending",)  # paid and cancelled are final (cancelled orders may vanish: full sweeps)
 KEY_FIELD: Final = "trade_no"
