@@ -35,15 +35,16 @@ def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-def _load(ctx: click.Context, *, deep: bool = False) -> Config:
+def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Config:
     """The configuration named by ``--config`` (or found in the usual places); exit 2 with every problem if bad.
 
     ``deep`` also has apprise parse every channel URL and Jinja2 compile every template (commands that notify;
-    the read-only commands skip it to start fast).
+    the read-only commands skip it to start fast). ``logs=False`` (commands that only read and print) skips the
+    logging set-up; their problems are one line on stderr.
     """
     from orderwatch import config as cfg
     from orderwatch import log
-    from orderwatch.app import secrets_of
+    from orderwatch.sensitive import secrets_of
 
     obj = ctx.find_root().obj or {}
     if obj.get("config") is not None:
@@ -62,16 +63,21 @@ def _load(ctx: click.Context, *, deep: bool = False) -> Config:
             click.echo(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
         sys.exit(EXIT_USAGE)
     log.register_secrets(secrets_of(conf))
-    log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
+    if logs:
+        log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
     if conf.path is not None and cfg.readable_by_others(conf.path):
         inline = cfg.inline_secrets(conf.path)
         if inline:
-            import structlog
-
-            structlog.get_logger("orderwatch.config").warning(
+            warning = (
                 f"config file {conf.path} is readable by others and holds secrets inline ({', '.join(inline)}):"
                 f" chmod 600 {conf.path} or use token_file / token_credential / ${{VAR}}"
             )
+            if logs:
+                import structlog
+
+                structlog.get_logger("orderwatch.config").warning(warning)
+            else:
+                click.echo(f"orderwatch: warning: {warning}", err=True)
     obj["config"] = conf
     return conf
 
@@ -92,7 +98,7 @@ def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
 
 def _query(ctx: click.Context, query: Callable[[Store], T]) -> T:
     """Run ``query`` against the database opened read-only; a store problem is one line and exit 1."""
-    conf = _load(ctx)
+    conf = _load(ctx, logs=False)
     store = _open_store(ctx, conf, readonly=True)
     try:
         return query(store)
@@ -248,7 +254,7 @@ def changes(
     from orderwatch.output import print_events
     from orderwatch.store import EventFilter
 
-    conf = _load(ctx)
+    conf = _load(ctx, logs=follow)
     chosen = _format(fmt)
     if follow and chosen == "json":
         _fail("--follow prints a stream: use --format ndjson or table", EXIT_USAGE)

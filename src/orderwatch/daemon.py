@@ -30,11 +30,12 @@ import anyio.to_thread
 import structlog
 
 from orderwatch import fetch, health, sdnotify
-from orderwatch.app import router_for, secrets_of
+from orderwatch.app import router_for
 from orderwatch.errors import ConfigError, OrderwatchError, StoreError
 from orderwatch.log import register_secrets, scrub
 from orderwatch.metrics import Metrics
 from orderwatch.poll import Poller, PollResult, utcnow
+from orderwatch.sensitive import secrets_of
 from orderwatch.store import Store
 
 if TYPE_CHECKING:

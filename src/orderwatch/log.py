@@ -14,8 +14,6 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
-import structlog
-
 _SECRETS: set[str] = set()
 _PATTERNS = (
     (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1***"),
@@ -79,6 +77,8 @@ def under_journald(stream: TextIO) -> bool:
 
 def setup(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog and the stdlib loggers once for this process. Logs go to stderr."""
+    import structlog  # here, not at the top: reading commands that never log skip the import
+
     out = stream or sys.stderr
     if fmt == "auto":
         fmt = "json" if under_journald(out) else "console"

@@ -11,24 +11,50 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from orderwatch.errors import StoreError
 from orderwatch.model import Change, Event, EventKind, Known, Order
 
-MIGRATIONS = Migrations("orderwatch")
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+def _migrations() -> Any:
+    """The schema migrations (sqlite-utils ``Migrations``), built on first use: read-only commands never need them
+    and skip importing sqlite-utils."""
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations("orderwatch")
+    for name, step in _STEPS:
+        migrations(name=name)(step)
+    return migrations
+
+
+Step = Callable[["sqlite_utils.Database"], None]
+_STEPS: list[tuple[str, Step]] = []
+
+
+def _migration(name: str) -> Callable[[Step], Step]:
+    """Register a schema step under ``name`` (applied in order, once, by ``_migrations().apply``)."""
+
+    def register(step: Step) -> Step:
+        _STEPS.append((name, step))
+        return step
+
+    return register
+
+
 _CHUNK = 500  # keys per IN (...) query
 
 
-@MIGRATIONS(name="0001_initial")
+@_migration("0001_initial")
 def _m0001(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
@@ -93,7 +119,7 @@ def _m0001(db: sqlite_utils.Database) -> None:
     )
 
 
-@MIGRATIONS(name="0002_notices_and_schedule")
+@_migration("0002_notices_and_schedule")
 def _m0002(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
@@ -104,7 +130,7 @@ def _m0002(db: sqlite_utils.Database) -> None:
     )
 
 
-@MIGRATIONS(name="0003_baseline_tries")
+@_migration("0003_baseline_tries")
 def _m0003(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sources ADD COLUMN baseline_tries INTEGER NOT NULL DEFAULT 0")
 
@@ -221,7 +247,9 @@ class Store:
                 conn = sqlite3.connect(p, timeout=timeout, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                MIGRATIONS.apply(sqlite_utils.Database(conn))
+                import sqlite_utils
+
+                _migrations().apply(sqlite_utils.Database(conn))
             conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
