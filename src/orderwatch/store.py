@@ -333,6 +333,9 @@ class Store:
     def seen_begin(self, source: str) -> None:
         """Start tracking the keys a sweep of ``source`` sees."""
         with self._guard() as conn:
+            # No rollback journal for temporary tables: the seen-keys table is scratch, and journaling its reused
+            # pages at every page's insert made a sweep ~6x slower.
+            conn.execute("PRAGMA temp.journal_mode=OFF")
             conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS seen (source TEXT, key TEXT, PRIMARY KEY (source, key)) WITHOUT ROWID"
             )
