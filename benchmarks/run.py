@@ -8,10 +8,11 @@
 (b) requests and bytes per poll, incremental vs full sweep, at 100k orders with 1% churn, against the simulator;
 (c) one full poll's wall and client CPU time against a bare "fetch every page with httpx and parse the JSON"
     client, the simulator running in its own process so that its CPU is not counted;
-(d) peak RSS (ru_maxrss) of a poll with 1M orders stored, in a fresh process;
-(e) start-up time of ``orderwatch changes`` against a small database (median of several runs).
+(d) peak RSS (ru_maxrss, from wait4) of the real ``orderwatch poll`` command with 1M orders stored;
+(e) start-up time of the real ``orderwatch changes`` against a small database (median of several runs).
 
-Every measurement runs in its own process (``worker.py``; the simulator in ``server.py``).
+Every measurement runs in its own process (``worker.py``, or the ``orderwatch`` command; the simulator in
+``server.py``). ``worker.streamed`` mirrors ``Poller._full``'s use of the store: keep them in step.
 """
 
 from __future__ import annotations
