@@ -26,8 +26,9 @@ from orderwatch.config import SourceConfig
 from orderwatch.diff import diff
 from orderwatch.fetch import Clients
 from orderwatch.model import Observation, Order
-from orderwatch.poll import Poller, SnapshotSink
+from orderwatch.poll import Poller
 from orderwatch.simulator import Api, SimServer, Simulator
+from orderwatch.sink import SnapshotSink
 from orderwatch.sources import ADAPTERS
 from orderwatch.store import Store
 
@@ -81,15 +82,17 @@ def build_cost(n: int) -> float:
 
 
 def streamed(store: Store, orders: list[Order], *, baselined: bool, now: str) -> None:
-    """What a full poll does with the store, minus HTTP: pages of 100 diffed against the store as they come
-    (``SnapshotSink``: keys seen into the temp table, a keyed lookup, ``diff``, batched silent writes), the unseen
-    orders, and the final ``Store.record`` transaction."""
+    """What a full poll does with the store, minus HTTP (``Poller._full``'s calls, without the thread hops): the
+    sink's start (the fingerprint index of the stored orders), pages of 100 through its fast path with the misses
+    settled exactly in batches, the unseen orders, and the final ``Store.record`` transaction."""
     sink = SnapshotSink(store, "bench", baselined=baselined, now=now)
-    store.seen_begin("bench")
+    sink.begin()
     for i in range(0, len(orders), PAGE):
-        sink.take(tuple(orders[i : i + PAGE]))
-    missing = store.unseen("bench")
-    store.seen_end("bench")
+        if sink.take(orders[i : i + PAGE]):
+            sink.settle()
+    sink.settle()
+    missing = sink.unseen()
+    sink.end()
     change = sink.finish(missing, proves_absence=True)
     assert not missing and (not baselined or len(change.events) == len(orders) // 100)
     store.record("bench", change, [], now=now, full=True)

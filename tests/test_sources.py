@@ -135,6 +135,37 @@ def test_odd_data_is_kept_numbers_as_strings_unicode_big_ints_and_numeric_states
     assert json.loads(page.orders[1].raw_json)["amount"] == 2**70
 
 
+@pytest.mark.parametrize(
+    ("number", "exact"),
+    [
+        (2**64, 2**64),  # just beyond unsigned 64 bits
+        (-(2**63) - 1, -(2**63) - 1),  # 19 digits, just beyond signed 64 bits
+        (-9999999999999999999, -9999999999999999999),
+    ],
+)
+def test_integers_beyond_64_bits_stay_exact_wherever_they_stand(number: int, exact: int) -> None:
+    """A 19-digit-or-longer integer as a value, in a list, or after no space is parsed exactly, not rounded."""
+    src = source("acedata")
+    for text in (
+        f'{{"items": [{{"id": "a", "state": "Paid", "n": {number}}}]}}',
+        f'{{"items":[{{"id":"a","state":"Paid","n":[1,{number}]}}]}}',
+    ):
+        raw = json.loads(acedata.parse_list(src, text.encode()).orders[0].raw_json)
+        assert raw["n"] == exact or raw["n"] == [1, exact], text
+
+
+def test_digit_strings_are_not_taken_for_big_integers() -> None:
+    """A key made of 19+ digits inside a string (Lsky trade_no) stays a string; the screen does not flag it."""
+    from orderwatch.sources._parse import has_long_int
+
+    text = b'{"data": {"data": [{"trade_no": "2024061518000095138_002", "status": "paid"}]}}'
+    assert not has_long_int(text)
+    assert has_long_int(b'{"n": 12345678901234567890}') and has_long_int(b'{"n":[0,-1234567890123456789]}')
+    assert not has_long_int(b'{"n": 123456789012345678, "f": 0.12345678901234567890123}')
+    order = lsky.parse_list(source("lsky"), text).orders[0]
+    assert order.key == "2024061518000095138_002"
+
+
 def test_content_hash_ignores_key_order_but_not_values() -> None:
     """The same order with keys in another order hashes the same; a changed field hashes differently."""
     src = source("acedata")

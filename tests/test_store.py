@@ -161,3 +161,31 @@ def test_store_is_safe_to_share_between_threads(store: Store) -> None:
         t.join()
     assert errors == []
     assert len(store.outbox()) == 80
+
+
+def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp_path: Path) -> None:
+    """A database from before XXH3 content hashes gets every hash recomputed from its stored JSON when opened."""
+    import hashlib
+    import sqlite3
+
+    import sqlite_utils
+
+    from orderwatch.store import _migrations
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    _migrations().apply(sqlite_utils.Database(conn), stop_before="0004_fast_sweeps")
+    orders = [order(f"o{i}", "Paid") for i in range(12_001)]  # more than one batch of the migration
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO orders (source, key, raw_state, state, hash, raw, first_seen, changed_at)"
+        " VALUES ('ace', ?, 'Paid', 'Paid', ?, ?, ?, ?)",
+        [(o.key, hashlib.blake2b(o.raw_json, digest_size=12).hexdigest(), o.raw_json.decode(), T0, T0) for o in orders],
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+    store = Store.open(path)
+    assert store.snapshot("ace") == {o.key: Known("Paid", "Paid", o.digest) for o in orders}
+    again = diff(store.snapshot("ace"), observe(*orders), baselined=True, now=T1)
+    assert not again.upserts and again.unchanged == len(orders)

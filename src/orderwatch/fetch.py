@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -223,9 +224,13 @@ async def fetch_page(client: httpx.AsyncClient, src: SourceConfig, req: Request,
 
 
 class PageSink(Protocol):
-    """Takes a sweep's pages in list order; returns how many of the page's keys it had not seen in this sweep."""
+    """Takes a sweep's pages in list order."""
 
-    async def __call__(self, orders: tuple[Order, ...]) -> int: ...
+    async def __call__(self, orders: tuple[Order, ...]) -> None: ...
+
+    async def distinct(self) -> int:
+        """How many distinct orders (by key) it has taken."""
+        ...
 
 
 class _Collect:
@@ -234,11 +239,12 @@ class _Collect:
     def __init__(self) -> None:
         self.seen: dict[str, Order] = {}
 
-    async def __call__(self, orders: tuple[Order, ...]) -> int:
-        before = len(self.seen)
+    async def __call__(self, orders: tuple[Order, ...]) -> None:
         for order in orders:
-            self.seen[order.key] = order
-        return len(self.seen) - before
+            self.seen[order.key] = order.compact()
+
+    async def distinct(self) -> int:
+        return len(self.seen)
 
 
 @dataclass(slots=True)
@@ -254,10 +260,9 @@ class _Sweep:
     expected_cursor: int | None = None  # where the previous page says the next one starts
     pages: int = 0
 
-    def add(self, cursor: int, page: Page, adapter: Adapter, new: int) -> int | None:
+    def add(self, cursor: int, page: Page, adapter: Adapter) -> int | None:
         """Account for one page whose orders the sink took; returns the cursor the page says comes next."""
         self.pages += 1
-        self.distinct += new
         if page.total is not None:
             self.totals.append(page.total)
         if self.expected_cursor is not None and cursor != self.expected_cursor:
@@ -342,7 +347,12 @@ async def stream(
         return await fetch_page(client, src, adapter.list_request(src, cursor, states=states), tally, deadline)
 
     async def take(cursor: int, page: Page) -> int | None:
-        return acc.add(cursor, page, adapter, await sink(page.orders))
+        await sink(page.orders)
+        return acc.add(cursor, page, adapter)
+
+    async def done() -> Observation:
+        acc.distinct = await sink.distinct()
+        return acc.observation(tally, {}, full=full)
 
     cursor = adapter.first_cursor()
     first = await get(cursor)
@@ -351,17 +361,15 @@ async def stream(
         nxt = None
     planned = adapter.plan(first, cursor) if stop is None and concurrency > 1 and nxt is not None else []
     planned = planned[: max(0, src.max_pages - 1)]
-    for i in range(0, len(planned), concurrency):
-        chunk = planned[i : i + concurrency]
-        if chunk[0] != nxt:
-            break  # a page ended elsewhere than planned (a short page, or the list ended): page on from there
-        for planned_cursor, result in zip(chunk, await _fetch_all(get, chunk, concurrency), strict=True):
-            if planned_cursor != nxt:
-                break
-            if isinstance(result, SourceError):
-                acc.fail(f"page at {planned_cursor} failed: {result.message}")
-                return acc.observation(tally, {}, full=full)
-            nxt = await take(planned_cursor, result)
+    if planned and planned[0] == nxt:
+        async with _Window(get, planned, concurrency) as pages:
+            async for planned_cursor, result in pages:
+                if planned_cursor != nxt:
+                    break  # a page ended elsewhere than planned (a short page, or the list ended): page on from there
+                if isinstance(result, SourceError):
+                    acc.fail(f"page at {planned_cursor} failed: {result.message}")
+                    return await done()
+                nxt = await take(planned_cursor, result)
     # sequential paging: everything after the first page, or what lies beyond the plan (the list grew meanwhile)
     while nxt is not None:
         if acc.pages >= src.max_pages:
@@ -375,27 +383,60 @@ async def stream(
         nxt = await take(nxt, page)
         if stop is not None and stop(page):
             break
-    return acc.observation(tally, {}, full=full)
+    return await done()
 
 
-async def _fetch_all(
-    get: Callable[[int], Awaitable[Page]], cursors: Sequence[int], concurrency: int
-) -> list[Page | SourceError]:
-    """Fetch pages at ``cursors``, at most ``concurrency`` at a time; each result a page or its error."""
-    results: list[Page | SourceError | None] = [None] * len(cursors)
-    limiter = anyio.CapacityLimiter(concurrency)
+class _Window:
+    """Fetches pages at ``cursors`` with ``concurrency`` requests in flight, and hands them over in order, each a page
+    or its error; requests keep flowing while the caller works on a page. Leaving the block cancels the rest."""
 
-    async def one(i: int, cursor: int) -> None:
-        async with limiter:
+    def __init__(self, get: Callable[[int], Awaitable[Page]], cursors: Sequence[int], concurrency: int) -> None:
+        self._get = get
+        self._cursors = cursors
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._ahead = anyio.Semaphore(2 * concurrency)  # pages fetched or in flight, not yet handed over
+        self._ready = [anyio.Event() for _ in cursors]
+        self._results: list[Page | SourceError | None] = [None] * len(cursors)
+        self._tg = anyio.create_task_group()
+        self._next = 0
+
+    async def __aenter__(self) -> _Window:
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._feed)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(exc_type, exc, tb)
+
+    async def _feed(self) -> None:
+        for i in range(len(self._cursors)):
+            await self._ahead.acquire()
+            self._tg.start_soon(self._one, i)
+
+    async def _one(self, i: int) -> None:
+        async with self._limiter:
             try:
-                results[i] = await get(cursor)
+                self._results[i] = await self._get(self._cursors[i])
             except SourceError as exc:
-                results[i] = exc
+                self._results[i] = exc
+        self._ready[i].set()
 
-    async with anyio.create_task_group() as tg:
-        for i, cursor in enumerate(cursors):
-            tg.start_soon(one, i, cursor)
-    return [r for r in results if r is not None]
+    def __aiter__(self) -> _Window:
+        return self
+
+    async def __anext__(self) -> tuple[int, Page | SourceError]:
+        i = self._next
+        if i >= len(self._cursors):
+            raise StopAsyncIteration
+        await self._ready[i].wait()
+        result, self._results[i] = self._results[i], None
+        self._next = i + 1
+        self._ahead.release()
+        assert result is not None
+        return self._cursors[i], result
 
 
 def created_at(order: Order) -> str | None:

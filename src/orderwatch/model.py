@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
+import xxhash
 
 CANONICAL_STATES: Final = ("Pending", "Paid", "Finished", "Expired", "Failed", "Refunded", "Cancelled")
 _CANONICAL_BY_FOLD: Final = {s.casefold(): s for s in CANONICAL_STATES}
@@ -44,18 +44,25 @@ def fold_state(state: str) -> str:
     return _CANONICAL_BY_FOLD.get(state.casefold(), state)
 
 
-def canonical_json(obj: Any) -> bytes:
-    """``obj`` as compact JSON with sorted keys: the stored form of an order and the input of its hash."""
+def canonical_json(obj: Any, *, compact: bool = True) -> bytes:
+    """``obj`` as compact JSON with sorted keys: the stored form of an order and the input of its hash.
+
+    orjson hands back its 8 KiB working buffer; ``compact`` copies it into an exact-size one, which an order kept
+    for a while needs (``Order.compact``) and an order dropped at once does not."""
     try:
-        # orjson hands back its 8 KiB working buffer; an exact-size copy keeps held orders at their real size
-        return bytes(memoryview(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)))
+        blob = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # integers beyond 64 bits and other values orjson refuses
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return bytes(memoryview(blob)) if compact else blob
 
 
 def content_hash(blob: bytes) -> str:
-    """A short, stable hash of an order's canonical JSON."""
-    return hashlib.blake2b(blob, digest_size=12).hexdigest()
+    """A stable 128-bit hash of an order's canonical JSON (32 hex digits).
+
+    It only tells whether an order's stored copy needs rewriting (events come from states), so it needs to be fast
+    and well spread, not cryptographic: XXH3-128 hashes an order in ~0.06 µs where BLAKE2b took ~1 µs, a sixth of
+    the client's whole per-order budget in a full sweep."""
+    return xxhash.xxh3_128_hexdigest(blob)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +76,31 @@ class Order:
     digest: str  # content_hash(raw_json)
 
     @classmethod
-    def build(cls, key: str, raw_state: str, state: str, raw: Any) -> Order:
-        """An order from its parsed JSON object: serialises it once and hashes it."""
-        blob = canonical_json(raw)
-        return cls(key=key, raw_state=raw_state, state=state, raw_json=blob, digest=content_hash(blob))
+    def build(cls, key: str, raw_state: str, state: str, raw: Any, *, compact: bool = True) -> Order:
+        """An order from its parsed JSON object: serialises it once and hashes it (``compact``: see ``compact``)."""
+        blob = canonical_json(raw, compact=compact)
+        return _new_order(key, raw_state, state, blob, content_hash(blob))
+
+    def compact(self) -> Order:
+        """This order with its JSON in an exact-size buffer: call it on an order built with ``compact=False`` before
+        keeping it (a sweep's pages hold such orders; most are dropped after a look at their hash)."""
+        return _new_order(self.key, self.raw_state, self.state, bytes(memoryview(self.raw_json)), self.digest)
+
+
+# Orders are built by the hundred thousand in a sweep: setting the slots directly costs ~0.3 µs where the frozen
+# dataclass's __init__ (object.__setattr__ per field) costs ~0.6 µs. Same fields, same immutability afterwards.
+_SET_ORDER = tuple(Order.__dict__[name].__set__ for name in ("key", "raw_state", "state", "raw_json", "digest"))
+
+
+def _new_order(key: str, raw_state: str, state: str, raw_json: bytes, digest: str) -> Order:
+    order: Order = object.__new__(Order)
+    set_key, set_raw_state, set_state, set_raw_json, set_digest = _SET_ORDER
+    set_key(order, key)
+    set_raw_state(order, raw_state)
+    set_state(order, state)
+    set_raw_json(order, raw_json)
+    set_digest(order, digest)
+    return order
 
 
 @dataclass(frozen=True, slots=True)

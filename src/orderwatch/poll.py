@@ -20,6 +20,7 @@ from orderwatch import fetch, incremental
 from orderwatch.diff import diff
 from orderwatch.errors import AuthError, SourceError, StoreError
 from orderwatch.model import Change, Event, Known, Observation, Order, is_canonical
+from orderwatch.sink import SnapshotSink
 
 if TYPE_CHECKING:
     from orderwatch.config import Config, SourceConfig
@@ -212,13 +213,13 @@ class Poller:
     ) -> tuple[Observation, Change]:
         """A full sweep, diffed page by page against the store as it streams in."""
         sink = SnapshotSink(self.store, src.name, baselined=baselined, now=now, write=not dry_run)
-        await anyio.to_thread.run_sync(self.store.seen_begin, src.name)
+        await anyio.to_thread.run_sync(sink.begin)
         try:
             observation = await fetch.stream(client, src, sink)
             self._warn_unknown_states(src, sink.seen_states)
             missing: dict[str, Known] = {}
             if observation.proves_absence:
-                missing = await anyio.to_thread.run_sync(self.store.unseen, src.name)
+                missing = await anyio.to_thread.run_sync(sink.unseen)
             if baselined and missing:
                 found = await self._confirm_absent(src, missing)
                 if found:
@@ -228,7 +229,7 @@ class Poller:
                         observation, consistent=False, reason="the detail endpoint still has orders the sweep missed"
                     )
         finally:
-            await anyio.to_thread.run_sync(self.store.seen_end, src.name)
+            await anyio.to_thread.run_sync(sink.end)
         change = await anyio.to_thread.run_sync(lambda: sink.finish(missing, proves_absence=observation.proves_absence))
         return observation, change
 
@@ -299,77 +300,3 @@ class Poller:
             if not is_canonical(state) and (src.name, raw) not in self._warned_states:
                 self._warned_states.add((src.name, raw))
                 log.warning("unknown state kept as is; map it with sources.NAME.states", source=src.name, state=raw)
-
-
-class SnapshotSink:
-    """Takes a full sweep's pages as they arrive and diffs each against the store (memory follows the churn, not the
-    size of the list).
-
-    Rows whose canonical state changed are held, with their events, for the poll's single final transaction. Rows
-    without an event (content changes, baseline rows) are written in batches as the sweep goes: nothing depends on
-    them, so a crash in between loses no event. Held rows overlay the store, so a row seen twice (pushed down a
-    page by a new order) makes one event.
-    """
-
-    FLUSH = 1000
-
-    def __init__(self, store: Store, source: str, *, baselined: bool, now: str, write: bool = True) -> None:
-        self.store = store
-        self.source = source
-        self.baselined = baselined
-        self.now = now
-        self.write = write
-        self.events: list[Event] = []
-        self.held: dict[str, Order] = {}
-        self.silent: list[Order] = []
-        self.unchanged = 0
-        self.seen_states: set[tuple[str, str]] = set()  # (raw, canonical) states seen, for the unknown-state warning
-
-    async def __call__(self, orders: tuple[Order, ...]) -> int:
-        return await anyio.to_thread.run_sync(self.take, orders)
-
-    def take(self, orders: tuple[Order, ...]) -> int:
-        """Diff one page against the store; returns how many of its keys are new to this sweep."""
-        keys = [o.key for o in orders]
-        new = self.store.seen_add(self.source, keys)
-        previous = self.store.known(self.source, keys)
-        for key in keys:
-            held = self.held.get(key)
-            if held is not None:
-                previous[key] = Known(held.raw_state, held.state, held.digest)
-        self.seen_states.update((o.raw_state, o.state) for o in orders)
-        page = Observation(self.source, {o.key: o for o in orders}, complete=False, consistent=False)
-        change = diff(previous, page, baselined=self.baselined, now=self.now)
-        self.events.extend(change.events)
-        self.unchanged += change.unchanged
-        with_event = {e.order_id for e in change.events}
-        for order in change.upserts:
-            if order.key in with_event or order.key in self.held:
-                self.held[order.key] = order
-            else:
-                self.silent.append(order)
-        if len(self.silent) >= self.FLUSH:
-            self._flush()
-        return new
-
-    def _flush(self) -> None:
-        if self.write and self.silent:
-            self.store.write_rows(self.source, self.silent, now=self.now)
-        self.silent = []
-
-    def finish(self, missing: Mapping[str, Known], *, proves_absence: bool) -> Change:
-        """The change for the final transaction: held rows, their events, and the orders gone (``missing``)."""
-        self._flush()
-        gone = diff(
-            missing,
-            Observation(self.source, {}, complete=True, consistent=True),
-            baselined=self.baselined,
-            now=self.now,
-        )
-        return Change(
-            events=(*self.events, *gone.events),
-            upserts=tuple(self.held.values()),
-            removals=gone.removals,
-            baseline=not self.baselined and proves_absence,
-            unchanged=self.unchanged,
-        )

@@ -84,7 +84,7 @@ def parse_list(src: SourceConfig, body: bytes) -> Page:
         raise MalformedResponse(src.name, f"answer has no 'items' or 'results' list (keys: {sorted(doc)[:8]})")
     if not isinstance(items, list):
         raise MalformedResponse(src.name, f"'items' is a {type(items).__name__}, expected a list")
-    orders = tuple(_parse.build_order(src, item, KEY_FIELD, STATE_FIELD, f"item {i}") for i, item in enumerate(items))
+    orders = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD)
     return Page(orders=orders, total=_parse.int_or_none(doc.get("count")))
 
 

@@ -104,7 +104,7 @@ def parse_list(src: SourceConfig, body: bytes) -> Page:
         has_next = bool(links.get("next"))
     elif "next_page_url" in data:
         has_next = bool(data.get("next_page_url"))
-    orders = tuple(_parse.build_order(src, item, KEY_FIELD, STATE_FIELD, f"item {i}") for i, item in enumerate(items))
+    orders = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD)
     return Page(
         orders=orders,
         total=_parse.int_or_none(meta.get("total")),

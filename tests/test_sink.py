@@ -1,0 +1,178 @@
+"""A full sweep's sink: the in-memory fingerprint index, and the sink built on it, against the pure diff."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orderwatch.diff import diff
+from orderwatch.fingerprints import FingerprintIndex
+from orderwatch.model import CANONICAL_STATES, Change, Known, Observation, Order
+from orderwatch.sink import SnapshotSink
+from orderwatch.store import Store
+
+T0 = "2026-11-22T10:00:00.000000Z"
+T1 = "2026-11-22T10:01:00.000000Z"
+keys = st.sampled_from("abcdefghij")
+states = st.sampled_from(CANONICAL_STATES[:4])
+
+
+def order(key: str, state: str, extra: int = 0) -> Order:
+    return Order.build(key, state.lower(), state, {"id": key, "state": state.lower(), "extra": extra})
+
+
+def known(o: Order) -> Known:
+    return Known(o.raw_state, o.state, o.digest)
+
+
+def rows(orders: Mapping[str, Order]) -> list[tuple[str, str, str]]:
+    return [(o.key, o.state, o.digest) for o in orders.values()]
+
+
+order_maps = st.dictionaries(keys, st.tuples(states, st.integers(0, 1))).map(
+    lambda d: {k: order(k, s, e) for k, (s, e) in d.items()}
+)
+# a sweep's list: orders in some order, some met twice (pushed down a page by a newer order)
+sweeps = st.lists(st.tuples(keys, states, st.integers(0, 1)), max_size=30).map(
+    lambda items: [order(k, s, e) for k, s, e in items]
+)
+
+
+@st.composite
+def pushed_down(draw: st.DrawFn) -> list[Order]:
+    """A sweep's list in which a row met twice is the same both times (moved down a page, not changed)."""
+    current = draw(order_maps)
+    listed = [current[k] for k in draw(st.permutations(sorted(current)))]
+    for i in sorted(draw(st.lists(st.integers(0, max(0, len(listed) - 1)), max_size=8)), reverse=True):
+        if listed:
+            listed.insert(min(len(listed), i + 2), listed[i])
+    return listed
+
+
+@given(order_maps, sweeps)
+def test_index_misses_are_exactly_the_orders_that_differ_from_the_store(
+    stored: dict[str, Order], page: list[Order]
+) -> None:
+    """take() lets through an order unless its key, state and content match a stored order, and counts each
+    matched stored order once; mark() and seen() agree with it."""
+    index = FingerprintIndex.build(rows(stored), len(stored))
+    assert not index.ambiguous and index.size == len(stored)
+    misses, new = index.take(page)
+    expected_misses = [i for i, o in enumerate(page) if o.key not in stored or stored[o.key] != o]
+    assert misses == expected_misses
+    matched = {o.key for i, o in enumerate(page) if i not in misses}
+    assert new == len(matched) == index.marked
+    assert all(index.seen(k) == (k in matched) for k in stored)
+    assert index.all_seen == (matched == set(stored))
+    for key in stored:
+        assert index.mark(key) is (key not in matched)
+    assert index.mark("not-stored") is None and index.all_seen
+
+
+def test_two_stored_keys_with_one_tag_make_the_index_ambiguous() -> None:
+    """A tag shared by two stored keys is detected, so that the sink does not trust the index."""
+    stored = {k: order(k, "Paid") for k in ("a", "b", "c")}
+    assert FingerprintIndex.build(rows(stored), 3, hasher={"a": 5, "b": 9, "c": 5}.__getitem__).ambiguous
+    assert not FingerprintIndex.build(rows(stored), 3, hasher={"a": 5, "b": 9, "c": 6}.__getitem__).ambiguous
+
+
+def test_a_changed_state_with_the_same_content_hash_is_a_miss() -> None:
+    """An order whose JSON is unchanged but whose canonical state is (a new state mapping) is not taken as
+    unchanged."""
+    paid = order("a", "Paid")
+    index = FingerprintIndex.build(rows({"a": paid}), 1)
+    remapped = Order(paid.key, paid.raw_state, "Finished", paid.raw_json, paid.digest)
+    assert index.take([remapped]) == ([0], 0)
+    assert index.take([paid]) == ([], 1)
+
+
+def sweep_through_sink(
+    path: Path,
+    stored: Mapping[str, Order],
+    seen: list[Order],
+    *,
+    hasher: Callable[[str], int] = hash,
+    page: int = 4,
+    settle: int = 3,
+) -> tuple[Change, dict[str, Known]]:
+    """Store ``stored`` as a baseline, then sweep ``seen`` through a SnapshotSink the way a full poll does."""
+    store = Store.open(path)
+    try:
+        first = diff({}, Observation("s", dict(stored), complete=True, consistent=True), baselined=False, now=T0)
+        store.record("s", first, [], now=T0, full=True)
+        sink = SnapshotSink(store, "s", baselined=True, now=T1, hasher=hasher)
+        sink.SETTLE = settle
+        sink.FLUSH = 2
+        sink.begin()
+        for i in range(0, len(seen), page):
+            if sink.take(seen[i : i + page]):
+                sink.settle()
+        sink.settle()
+        distinct = sink.seen
+        missing = sink.unseen()
+        sink.end()
+        change = sink.finish(missing, proves_absence=True)
+        assert distinct == len({o.key for o in seen})
+        store.record("s", change, [], now=T1, full=True)
+        return change, store.snapshot("s")
+    finally:
+        store.close()
+
+
+def events_of(change: Change) -> list[tuple[str, str, str | None, str | None]]:
+    return sorted((e.order_id, e.kind, e.from_state, e.to_state) for e in change.events)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order_maps, pushed_down(), st.integers(1, 5), st.integers(1, 6))
+def test_the_sink_finds_the_same_events_as_the_pure_diff_of_the_whole_list(
+    stored: dict[str, Order], seen: list[Order], page: int, settle: int
+) -> None:
+    """Page by page through the index and the store, in settling batches of any size, the sweep makes the events
+    and the snapshot that one diff of the whole list makes; a row met twice counts once."""
+    whole = {o.key: o for o in seen}
+    previous = {k: known(o) for k, o in stored.items()}
+    expected = diff(previous, Observation("s", whole, complete=True, consistent=True), baselined=True, now=T1)
+    with tempfile.TemporaryDirectory() as tmp:
+        change, after = sweep_through_sink(Path(tmp) / "s.db", stored, seen, page=page, settle=settle)
+    assert events_of(change) == events_of(expected)
+    assert after == {k: known(o) for k, o in whole.items()}
+
+
+def test_a_new_key_sharing_a_stored_keys_tag_does_not_hide_that_stored_order_vanishing(tmp_path: Path) -> None:
+    """A new order whose tag is a stored order's tag is settled exactly: the stored order, gone from the list, is
+    still reported vanished, and the new one appeared."""
+    stored = {"a": order("a", "Paid"), "b": order("b", "Paid")}
+    seen = [order("b", "Paid"), order("c", "Pending"), order("c", "Pending")]
+    change, after = sweep_through_sink(tmp_path / "s.db", stored, seen, hasher={"a": 7, "b": 8, "c": 7}.__getitem__)
+    assert events_of(change) == [("a", "vanished", "Paid", None), ("c", "appeared", None, "Pending")]
+    assert set(after) == {"b", "c"}
+
+
+def test_an_ambiguous_index_falls_back_to_settling_every_order_exactly(tmp_path: Path) -> None:
+    """With every key on one tag the sink trusts no fingerprint, and still finds each event once."""
+    stored = {k: order(k, "Pending") for k in "abcd"}
+    seen = [order("a", "Paid"), order("b", "Pending"), order("e", "Pending"), order("a", "Paid")]
+    change, after = sweep_through_sink(tmp_path / "s.db", stored, seen, hasher=lambda key: 3)
+    assert events_of(change) == [
+        ("a", "transition", "Pending", "Paid"),
+        ("c", "vanished", "Pending", None),
+        ("d", "vanished", "Pending", None),
+        ("e", "appeared", None, "Pending"),
+    ]
+    assert set(after) == {"a", "b", "e"}
+
+
+@pytest.mark.parametrize("settle", [1, 500])
+def test_a_row_pushed_down_a_page_makes_one_event(tmp_path: Path, settle: int) -> None:
+    """An order that changed and is met again on the next page (pushed down by a new one) makes one transition,
+    whether the two sightings are settled together or apart."""
+    stored = {k: order(k, "Pending") for k in "abc"}
+    seen = [order("n", "Pending"), order("a", "Paid"), order("b", "Pending"), order("a", "Paid"), order("c", "Pending")]
+    change, _ = sweep_through_sink(tmp_path / "s.db", stored, seen, page=2, settle=settle)
+    assert events_of(change) == [("a", "transition", "Pending", "Paid"), ("n", "appeared", None, "Pending")]
