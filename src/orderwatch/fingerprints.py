@@ -6,9 +6,10 @@ stays small (17 bytes a slot, at most half the slots used: 36 MB for a million o
 would take three times that).
 
 Each stored order fills one slot of two flat arrays (open addressing, linear probing): the tag is ``hasher(key)``
-(64 bits), the value a 60-bit fingerprint of its content hash and canonical state. A slot also remembers whether the sweep saw the
-order. An order whose tag and fingerprint both match is unchanged and seen; anything else (a new order, a changed
-one, a tag shared by another key) is a *miss*, which the caller settles exactly against the store, then ``mark``\\s.
+(64 bits), the value a 60-bit fingerprint of its content hash and canonical state. A slot also remembers whether
+the sweep saw the order. An order whose tag and fingerprint both match is unchanged and seen; anything else (a new
+order, a changed one, a tag shared by another key) is a *miss*, which the caller settles exactly against the store,
+then ``mark``\\s.
 
 Two stored keys with the same tag (one chance in 10^8 for a million orders) make the index ``ambiguous``: the
 caller then settles every order exactly, as if there were no index.
