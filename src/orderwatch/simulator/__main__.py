@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
+import time
 from collections.abc import Sequence
 
 from orderwatch.simulator.server import SimServer, run_clock
@@ -26,18 +28,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_lsky(args.orders)
     sim.step(args.orders)
     stop = threading.Event()
+    # Ctrl-C and SIGTERM only set the event: a KeyboardInterrupt raised at an arbitrary point of the main thread
+    # (inside a lock wait, say) once left the simulator hanging on its way out.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with SimServer(sim, args.host, args.port) as server:
-        clock = run_clock(sim, args.step_every, stop)
-        try:
-            print(f"orderwatch simulator at {server.url}", flush=True)
-            print(f"  ace:  {server.url}/api/v1/orders/     token: ace-token", flush=True)
-            print(f"  lsky: {server.url}/api/v2/user/orders  token: lsky-token", flush=True)
-            while clock.is_alive():
-                clock.join(0.5)
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
-        finally:
-            stop.set()
+        run_clock(sim, args.step_every, stop)
+        print(f"orderwatch simulator at {server.url}", flush=True)
+        print(f"  ace:  {server.url}/api/v1/orders/     token: ace-token", flush=True)
+        print(f"  lsky: {server.url}/api/v2/user/orders  token: lsky-token", flush=True)
+        while not stop.is_set():
+            time.sleep(0.2)  # a signal interrupts the sleep; its handler sets ``stop``
+        print("stopped", flush=True)
     return 0
 
 
