@@ -396,7 +396,7 @@ class _Window:
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._ahead = anyio.Semaphore(2 * concurrency)  # pages fetched or in flight, not yet handed over
         self._ready = [anyio.Event() for _ in cursors]
-        self._results: list[Page | SourceError | None] = [None] * len(cursors)
+        self._results: dict[int, Page | SourceError] = {}  # fetched, not yet handed over
         self._tg = anyio.create_task_group()
         self._next = 0
 
@@ -432,10 +432,9 @@ class _Window:
         if i >= len(self._cursors):
             raise StopAsyncIteration
         await self._ready[i].wait()
-        result, self._results[i] = self._results[i], None
+        result = self._results.pop(i)
         self._next = i + 1
         self._ahead.release()
-        assert result is not None
         return self._cursors[i], result
 
 
