@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orderwatch.diff import diff
-from orderwatch.fingerprints import FingerprintIndex
+from orderwatch.fingerprints import FingerprintIndex, fingerprint, tag_of
 from orderwatch.model import CANONICAL_STATES, Change, Known, Observation, Order
 from orderwatch.sink import SnapshotSink
 from orderwatch.store import Store
@@ -30,8 +31,13 @@ def known(o: Order) -> Known:
     return Known(o.raw_state, o.state, o.digest)
 
 
-def rows(orders: Mapping[str, Order]) -> list[tuple[str, str, str]]:
-    return [(o.key, o.state, o.digest) for o in orders.values()]
+def rows(orders: Mapping[str, Order]) -> list[tuple[int, int]]:
+    return [(tag_of(o.key), fingerprint(o.raw_json, o.state)) for o in orders.values()]
+
+
+def take(index: FingerprintIndex, page: list[Order]) -> list[int]:
+    """The positions of ``page``'s misses."""
+    return [i for i, o in enumerate(page) if not index.unchanged(o.key, o.state, o.raw_json)]
 
 
 order_maps = st.dictionaries(keys, st.tuples(states, st.integers(0, 1))).map(
@@ -58,15 +64,15 @@ def pushed_down(draw: st.DrawFn) -> list[Order]:
 def test_index_misses_are_exactly_the_orders_that_differ_from_the_store(
     stored: dict[str, Order], page: list[Order]
 ) -> None:
-    """take() lets through an order unless its key, state and content match a stored order, and counts each
+    """unchanged() is false for an order unless its key, state and content match a stored order, and marks each
     matched stored order once; mark() and seen() agree with it."""
     index = FingerprintIndex.build(rows(stored), len(stored))
     assert not index.ambiguous and index.size == len(stored)
-    misses, new = index.take(page)
+    misses = take(index, page)
     expected_misses = [i for i, o in enumerate(page) if o.key not in stored or stored[o.key] != o]
     assert misses == expected_misses
     matched = {o.key for i, o in enumerate(page) if i not in misses}
-    assert new == len(matched) == index.marked
+    assert len(matched) == index.marked and index.hits == len(page) - len(misses)
     assert all(index.seen(k) == (k in matched) for k in stored)
     assert index.all_seen == (matched == set(stored))
     for key in stored:
@@ -76,9 +82,9 @@ def test_index_misses_are_exactly_the_orders_that_differ_from_the_store(
 
 def test_two_stored_keys_with_one_tag_make_the_index_ambiguous() -> None:
     """A tag shared by two stored keys is detected, so that the sink does not trust the index."""
-    stored = {k: order(k, "Paid") for k in ("a", "b", "c")}
-    assert FingerprintIndex.build(rows(stored), 3, hasher={"a": 5, "b": 9, "c": 5}.__getitem__).ambiguous
-    assert not FingerprintIndex.build(rows(stored), 3, hasher={"a": 5, "b": 9, "c": 6}.__getitem__).ambiguous
+    fp = fingerprint(b"{}", "Paid")
+    assert FingerprintIndex.build([(5, fp), (9, fp), (5, fp + 1)], 3).ambiguous
+    assert not FingerprintIndex.build([(5, fp), (9, fp), (6, fp)], 3).ambiguous
 
 
 def test_a_changed_state_with_the_same_content_hash_is_a_miss() -> None:
@@ -87,8 +93,8 @@ def test_a_changed_state_with_the_same_content_hash_is_a_miss() -> None:
     paid = order("a", "Paid")
     index = FingerprintIndex.build(rows({"a": paid}), 1)
     remapped = Order(paid.key, paid.raw_state, "Finished", paid.raw_json, paid.digest)
-    assert index.take([remapped]) == ([0], 0)
-    assert index.take([paid]) == ([], 1)
+    assert take(index, [remapped]) == [0] and index.marked == 0
+    assert take(index, [paid]) == [] and index.marked == 1
 
 
 def sweep_through_sink(
@@ -96,16 +102,20 @@ def sweep_through_sink(
     stored: Mapping[str, Order],
     seen: list[Order],
     *,
-    hasher: Callable[[str], int] = hash,
+    tags: Mapping[str, int] | None = None,
     page: int = 4,
     settle: int = 3,
 ) -> tuple[Change, dict[str, Known]]:
-    """Store ``stored`` as a baseline, then sweep ``seen`` through a SnapshotSink the way a full poll does."""
+    """Store ``stored`` as a baseline (with the stored ``tags`` of some keys overwritten in the database file, to
+    make them collide), then sweep ``seen`` through a SnapshotSink the way a full poll does."""
     store = Store.open(path)
     try:
         first = diff({}, Observation("s", dict(stored), complete=True, consistent=True), baselined=False, now=T0)
         store.record("s", first, [], now=T0, full=True)
-        sink = SnapshotSink(store, "s", baselined=True, now=T1, hasher=hasher)
+        if tags:
+            with sqlite3.connect(path) as db:
+                db.executemany("UPDATE orders SET tag = ? WHERE key = ?", [(t, k) for k, t in tags.items()])
+        sink = SnapshotSink(store, "s", baselined=True, now=T1)
         sink.SETTLE = settle
         sink.FLUSH = 2
         sink.begin()
@@ -149,7 +159,7 @@ def test_a_new_key_sharing_a_stored_keys_tag_does_not_hide_that_stored_order_van
     still reported vanished, and the new one appeared."""
     stored = {"a": order("a", "Paid"), "b": order("b", "Paid")}
     seen = [order("b", "Paid"), order("c", "Pending"), order("c", "Pending")]
-    change, after = sweep_through_sink(tmp_path / "s.db", stored, seen, hasher={"a": 7, "b": 8, "c": 7}.__getitem__)
+    change, after = sweep_through_sink(tmp_path / "s.db", stored, seen, tags={"a": tag_of("c")})
     assert events_of(change) == [("a", "vanished", "Paid", None), ("c", "appeared", None, "Pending")]
     assert set(after) == {"b", "c"}
 
@@ -158,7 +168,7 @@ def test_an_ambiguous_index_falls_back_to_settling_every_order_exactly(tmp_path:
     """With every key on one tag the sink trusts no fingerprint, and still finds each event once."""
     stored = {k: order(k, "Pending") for k in "abcd"}
     seen = [order("a", "Paid"), order("b", "Pending"), order("e", "Pending"), order("a", "Paid")]
-    change, after = sweep_through_sink(tmp_path / "s.db", stored, seen, hasher=lambda key: 3)
+    change, after = sweep_through_sink(tmp_path / "s.db", stored, seen, tags=dict.fromkeys("abcd", 3))
     assert events_of(change) == [
         ("a", "transition", "Pending", "Paid"),
         ("c", "vanished", "Pending", None),

@@ -87,6 +87,30 @@ def test_lsky_paging_stops_at_last_page_or_missing_next_link() -> None:
     assert lsky.next_cursor(1, Page(orders=()), 3) is None
 
 
+def test_a_page_leaves_out_the_orders_skip_calls_unchanged_and_still_pages_by_all_it_listed() -> None:
+    """skip is asked (key, canonical state, canonical JSON) of every item, integer keys too; the items it takes are
+    left out of orders but counted in the page's size, which paging goes by (Ace) and tells an empty page (Lsky)."""
+    items = [{"id": "a", "state": "paid", "n": 1}, {"id": 7, "state": "Pending"}, {"id": "b", "state": "Paid"}]
+    built = acedata.parse_list(source("acedata"), body({"count": 10, "items": items})).orders
+    asked: list[tuple[str, str, bytes]] = []
+
+    def skip(key: str, state: str, blob: bytes) -> bool:
+        asked.append((key, state, bytes(blob)))
+        return key != "b"
+
+    page = acedata.parse_list(source("acedata"), body({"count": 10, "items": items}), skip=skip)
+    assert asked == [(o.key, o.state, o.raw_json) for o in built] and [k for k, _, _ in asked] == ["a", "7", "b"]
+    assert [o.key for o in page.orders] == ["b"] and (page.skipped, page.size) == (2, 3)
+    assert acedata.next_cursor(0, page, 100) == 3 and acedata.plan(page, 0) == [3, 6, 9]
+    lsky_page = {
+        "status": "success",
+        "data": {"data": [{"trade_no": "t1", "status": "paid"}], "meta": {"last_page": 2}},
+    }
+    everything_known = lsky.parse_list(source("lsky"), body(lsky_page), skip=lambda *_: True)
+    assert everything_known.orders == () and everything_known.size == 1
+    assert lsky.next_cursor(1, everything_known, 1) == 2 and lsky.plan(everything_known, 1) == [2]
+
+
 @pytest.mark.parametrize(
     ("kind", "answer", "error", "message"),
     [

@@ -164,7 +164,8 @@ def test_store_is_safe_to_share_between_threads(store: Store) -> None:
 
 
 def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp_path: Path) -> None:
-    """A database from before XXH3 content hashes gets every hash recomputed from its stored JSON when opened."""
+    """A database from before XXH3 content hashes gets every hash recomputed from its stored JSON when opened, and
+    every row its fingerprint, so the next sweep rewrites nothing and finds every order unchanged in memory."""
     import hashlib
     import sqlite3
 
@@ -189,3 +190,21 @@ def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp
     assert store.snapshot("ace") == {o.key: Known("Paid", "Paid", o.digest) for o in orders}
     again = diff(store.snapshot("ace"), observe(*orders), baselined=True, now=T1)
     assert not again.upserts and again.unchanged == len(orders)
+    index = store.fingerprint_index("ace")  # every row got its tag and fingerprint: a sweep finds each unchanged
+    assert all(index.unchanged(o.key, o.state, o.raw_json) for o in orders) and index.all_seen
+    assert store.stored_states("ace") == ["Paid"]
+
+
+def test_a_rewritten_row_carries_the_fingerprint_of_its_new_content(tmp_path: Path) -> None:
+    """After an order changes, the index matches its new content and state only: going back to the old content is
+    a miss, never taken for unchanged."""
+    store = Store.open(tmp_path / "s.db")
+    paid, finished, other = order("a", "Paid"), order("a", "Finished"), order("b", "Cancelled")
+    store.record("ace", diff({}, observe(paid, other), baselined=False, now=T0), [], now=T0, full=True)
+    store.record(
+        "ace", diff(store.snapshot("ace"), observe(finished, other), baselined=True, now=T1), [], now=T1, full=False
+    )
+    index = store.fingerprint_index("ace")
+    assert not index.unchanged(paid.key, paid.state, paid.raw_json)
+    assert index.unchanged(finished.key, finished.state, finished.raw_json) and not index.all_seen
+    assert store.stored_states("ace") == ["Cancelled", "Finished"] and store.stored_states("lsky") == []

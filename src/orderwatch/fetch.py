@@ -37,7 +37,7 @@ from orderwatch.errors import (
     TransportError,
 )
 from orderwatch.model import Observation, Order, Page
-from orderwatch.sources import ADAPTERS, Adapter, Request
+from orderwatch.sources import ADAPTERS, Adapter, Request, Skip
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
@@ -211,13 +211,15 @@ async def _with_retries(src: SourceConfig, deadline: float, call: Callable[[], A
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def fetch_page(client: httpx.AsyncClient, src: SourceConfig, req: Request, tally: Tally, deadline: float) -> Page:
-    """One list page, retried; raises ``SourceError`` when it cannot be had."""
+async def fetch_page(
+    client: httpx.AsyncClient, src: SourceConfig, req: Request, tally: Tally, deadline: float, skip: Skip | None = None
+) -> Page:
+    """One list page, retried; raises ``SourceError`` when it cannot be had. ``skip``: see ``sources.Skip``."""
     adapter = ADAPTERS[src.kind]
 
     async def once() -> Page:
         _, body = await _send(client, src, req, tally)
-        return adapter.parse_list(src, body)
+        return adapter.parse_list(src, body, skip=skip)
 
     page: Page = await _with_retries(src, deadline, once)
     return page
@@ -225,6 +227,12 @@ async def fetch_page(client: httpx.AsyncClient, src: SourceConfig, req: Request,
 
 class PageSink(Protocol):
     """Takes a sweep's pages in list order."""
+
+    @property
+    def skip(self) -> Skip | None:
+        """The test that leaves orders the sink has unchanged out of the pages (None: every order is handed over).
+        Pages are parsed as they arrive, in any order, and a page may be parsed more than once (retries)."""
+        ...
 
     async def __call__(self, orders: tuple[Order, ...]) -> None: ...
 
@@ -235,6 +243,8 @@ class PageSink(Protocol):
 
 class _Collect:
     """The in-memory sink: keeps every order by key (a later sighting of a row pushed down replaces the earlier)."""
+
+    skip = None
 
     def __init__(self) -> None:
         self.seen: dict[str, Order] = {}
@@ -267,12 +277,12 @@ class _Sweep:
             self.totals.append(page.total)
         if self.expected_cursor is not None and cursor != self.expected_cursor:
             self.reasons.append(f"rows were skipped between pages (next page at {self.expected_cursor}, not {cursor})")
-        if page.first_item is not None and page.orders:
+        if page.first_item is not None and page.size:
             if self.expected_from is not None and page.first_item != self.expected_from:
                 self.reasons.append(
                     f"rows shifted between pages (page started at {page.first_item}, not {self.expected_from})"
                 )
-            self.expected_from = page.first_item + len(page.orders)
+            self.expected_from = page.first_item + page.size
         nxt = adapter.next_cursor(cursor, page, self.src.page_size)
         self.expected_cursor = nxt
         return nxt
@@ -333,6 +343,7 @@ async def stream(
 
     ``stop(page)`` ends the sweep early after a page (the incremental scan for new orders). When the first page
     tells how many pages there are, the rest are fetched ``concurrency`` at a time and handed over in list order.
+    Orders the sink's ``skip`` takes as unchanged are left out of the pages as they are parsed.
     The returned observation says how the sweep went; its ``orders`` are empty (the sink has them).
     Raises ``SourceError`` if not even the first page could be had.
     """
@@ -342,9 +353,10 @@ async def stream(
     tally = tally if tally is not None else Tally()
     acc = _Sweep(src)
     full = not states and stop is None
+    skip = sink.skip
 
     async def get(cursor: int) -> Page:
-        return await fetch_page(client, src, adapter.list_request(src, cursor, states=states), tally, deadline)
+        return await fetch_page(client, src, adapter.list_request(src, cursor, states=states), tally, deadline, skip)
 
     async def take(cursor: int, page: Page) -> int | None:
         await sink(page.orders)

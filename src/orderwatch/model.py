@@ -78,7 +78,11 @@ class Order:
     @classmethod
     def build(cls, key: str, raw_state: str, state: str, raw: Any, *, compact: bool = True) -> Order:
         """An order from its parsed JSON object: serialises it once and hashes it (``compact``: see ``compact``)."""
-        blob = canonical_json(raw, compact=compact)
+        return cls.from_json(key, raw_state, state, canonical_json(raw, compact=compact))
+
+    @classmethod
+    def from_json(cls, key: str, raw_state: str, state: str, blob: bytes) -> Order:
+        """An order from its canonical JSON (``canonical_json`` of the object), hashed here."""
         return _new_order(key, raw_state, state, blob, content_hash(blob))
 
     def compact(self) -> Order:
@@ -113,6 +117,12 @@ class Page:
     current_page: int | None = None
     first_item: int | None = None  # Laravel meta.from (1-based)
     has_next: bool | None = None  # an explicit "more pages" signal (links.next), when the API gives one
+    skipped: int = 0  # items left out of ``orders``: the caller has them unchanged (``sources.Skip``)
+
+    @property
+    def size(self) -> int:
+        """How many orders the page listed: ``orders`` and the skipped ones."""
+        return len(self.orders) + self.skipped
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,11 @@
 the size of the list.
 
 Two paths. The fast one runs in the event loop, in memory: a ``FingerprintIndex`` of the stored orders, read once
-at the start, says which orders of a page are unchanged (nearly all of them) and marks them seen. The exact one
-settles the rest — new orders, changed ones, anything the index cannot vouch for — against the store in a worker
-thread, a batch at a time, in list order: a keyed look-up, ``diff``, the seen-keys table for orders the index does
-not hold.
+at the start, says which orders of a page are unchanged (nearly all of them) and marks them seen. It is asked while
+each page is parsed (``skip``), so an unchanged order is never built, and again in ``take`` for orders handed over
+built. The exact one settles the rest — new orders, changed ones, anything the index cannot vouch for — against
+the store in a worker thread, a batch at a time, in list order: a keyed look-up, ``diff``, the seen-keys table for
+orders the index does not hold.
 
 Rows whose canonical state changed are held, with their events, for the poll's single final transaction. Rows
 without an event (content changes, baseline rows) are written in batches as the sweep goes: nothing depends on
@@ -18,7 +19,7 @@ the sweep proves absence), ``end`` (thread, always), ``finish`` (thread).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
@@ -28,6 +29,7 @@ from orderwatch.model import Change, Event, Known, Observation, Order, is_canoni
 
 if TYPE_CHECKING:
     from orderwatch.fingerprints import FingerprintIndex
+    from orderwatch.sources import Skip
     from orderwatch.store import Store
 
 
@@ -45,45 +47,49 @@ class SnapshotSink:
         baselined: bool,
         now: str,
         write: bool = True,
-        hasher: Callable[[str], int] = hash,
     ) -> None:
         self.store = store
         self.source = source
         self.baselined = baselined
         self.now = now
         self.write = write
-        self.hasher = hasher
         self.index: FingerprintIndex | None = None  # None: no index (not begun, or ambiguous): everything is exact
         self.events: list[Event] = []
         self.held: dict[str, Order] = {}
         self.silent: list[Order] = []
         self.pending: list[Order] = []  # misses waiting to be settled, in list order
         self.fresh: set[str] = set()  # keys the index does not hold that the sweep saw (tracked in the store)
-        self.unchanged = 0
-        self.seen = 0  # distinct orders settled so far
+        self.unchanged = 0  # orders the exact path found unchanged (the index counts its own)
+        self.others = 0  # distinct orders seen that the index does not hold (all of them, without an index)
         self.seen_states: set[tuple[str, str]] = set()  # (raw, canonical) states seen, for the unknown-state warning
 
     def begin(self) -> None:
         """Start the sweep: the store's seen-keys table, and the index of what it holds (blocking)."""
         self.store.seen_begin(self.source)
-        index = self.store.fingerprint_index(self.source, hasher=self.hasher)
+        index = self.store.fingerprint_index(self.source)
         self.index = None if index.ambiguous else index
         # a stored state that is not canonical was kept as the API spelled it: raw and canonical are the same
-        self.seen_states.update((state, state) for state in index.states if not is_canonical(state))
+        stored = self.store.stored_states(self.source)
+        self.seen_states.update((state, state) for state in stored if not is_canonical(state))
+
+    @property
+    def skip(self) -> Skip | None:
+        """The index's test, for the parser to leave unchanged orders out (None without an index)."""
+        return self.index.unchanged if self.index is not None else None
 
     def take(self, orders: Sequence[Order]) -> bool:
-        """The fast path for one page (memory only); returns True when enough misses wait for ``settle``."""
-        if self.index is None:
-            missed: Sequence[Order] = orders
-        else:
-            misses, new = self.index.take(orders)
-            self.seen += new
-            self.unchanged += len(orders) - len(misses)
-            missed = [orders[i] for i in misses]
+        """The fast path for one page's orders (memory only); returns True when enough misses wait for ``settle``."""
+        index = self.index
+        missed = orders if index is None else [o for o in orders if not index.unchanged(o.key, o.state, o.raw_json)]
         # an unchanged order's state is a stored state, which begin() already noted
         self.seen_states.update((o.raw_state, o.state) for o in missed)
         self.pending.extend(o.compact() for o in missed)
         return len(self.pending) >= self.SETTLE
+
+    @property
+    def seen(self) -> int:
+        """How many distinct orders the sweep has seen so far (settled or found unchanged)."""
+        return self.others + (self.index.marked if self.index is not None else 0)
 
     async def __call__(self, orders: Sequence[Order]) -> None:
         if self.take(orders):
@@ -110,10 +116,8 @@ class SnapshotSink:
                 others.append(key)
                 if index is not None and index.size:
                     self.fresh.add(key)
-            else:
-                self.seen += marked
         if others:
-            self.seen += self.store.seen_add(self.source, others)
+            self.others += self.store.seen_add(self.source, others)
         run: dict[str, Order] = {}
         for order in pending:  # in runs without a repeated key, so that a row met twice makes one event
             if order.key in run:
@@ -159,6 +163,8 @@ class SnapshotSink:
     def end(self) -> None:
         """Forget the sweep's seen keys (blocking; always call it)."""
         self.store.seen_end(self.source)
+        if self.index is not None:
+            self.unchanged += self.index.hits
         self.index = None
         self.fresh = set()
 

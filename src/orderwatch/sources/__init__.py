@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 from orderwatch.sources import acedata, lsky
-from orderwatch.sources._types import Request
+from orderwatch.sources._types import Request, Skip
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
@@ -41,7 +41,7 @@ class Adapter(Protocol):
 
     def next_cursor(self, cursor: int, page: Page, page_size: int) -> int | None: ...
 
-    def parse_list(self, src: SourceConfig, body: bytes) -> Page: ...
+    def parse_list(self, src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page: ...
 
     def detail_request(self, src: SourceConfig, key: str) -> Request: ...
 
@@ -50,6 +50,6 @@ class Adapter(Protocol):
     def describe_error(self, body: bytes) -> str | None: ...
 
 
-__all__ = ["ADAPTERS", "Adapter", "Request"]
+__all__ = ["ADAPTERS", "Adapter", "Request", "Skip"]
 
 ADAPTERS: Final[Mapping[str, Adapter]] = {"acedata": acedata, "lsky": lsky}

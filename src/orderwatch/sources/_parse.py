@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from orderwatch.errors import MalformedResponse
-from orderwatch.model import Order, canonical_state
+from orderwatch.model import Order, canonical_json, canonical_state
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
+    from orderwatch.sources._types import Skip
 
 # orjson reads integers beyond 64 bits (-2**63 .. 2**64-1) as rounded floats; such a number has 19 digits or more.
 # A regex over a whole page costs several times orjson's parse, so one byte translation screens instead: digits
@@ -76,12 +77,16 @@ def build_order(src: SourceConfig, item: Any, key_field: str, state_field: str, 
     return Order.build(key, raw_state, canonical_state(raw_state, src.states), item)
 
 
-def build_orders(src: SourceConfig, items: list[Any], key_field: str, state_field: str) -> tuple[Order, ...]:
+def build_orders(
+    src: SourceConfig, items: list[Any], key_field: str, state_field: str, skip: Skip | None = None
+) -> tuple[tuple[Order, ...], int]:
     """The ``Order`` of each list item (``build_order``'s checks, with a fast path for the usual item: a JSON object
-    whose key and state are non-blank strings). Its ``raw_json`` is not yet compacted (see ``Order.compact``)."""
+    whose key and state are non-blank strings), and how many items ``skip`` took as unchanged (left out). Its
+    ``raw_json`` is not yet compacted (see ``Order.compact``)."""
     states: dict[str, str] = {}  # raw state -> canonical, for this page
     orders: list[Order] = []
-    build = Order.build
+    skipped = 0
+    from_json = Order.from_json
     for i, item in enumerate(items):
         if type(item) is dict:
             key, raw_state = item.get(key_field), item.get(state_field)
@@ -91,10 +96,18 @@ def build_orders(src: SourceConfig, items: list[Any], key_field: str, state_fiel
                     state = states.get(raw_state)
                     if state is None:
                         state = states[raw_state] = canonical_state(raw_state, src.states)
-                    orders.append(build(key, raw_state, state, item, compact=False))
+                    blob = canonical_json(item, compact=False)
+                    if skip is not None and skip(key, state, blob):
+                        skipped += 1
+                    else:
+                        orders.append(from_json(key, raw_state, state, blob))
                     continue
-        orders.append(build_order(src, item, key_field, state_field, f"item {i}"))
-    return tuple(orders)
+        order = build_order(src, item, key_field, state_field, f"item {i}")  # e.g. an integer key
+        if skip is not None and skip(order.key, order.state, order.raw_json):
+            skipped += 1
+        else:
+            orders.append(order)
+    return tuple(orders), skipped
 
 
 def int_or_none(value: Any) -> int | None:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from orderwatch.errors import ErrorBody, MalformedResponse
 from orderwatch.model import CANONICAL_STATES, Order, Page
 from orderwatch.sources import _parse
-from orderwatch.sources._types import Request
+from orderwatch.sources._types import Request, Skip
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
@@ -54,7 +54,7 @@ def list_request(
 def plan(first: Page, cursor: int) -> list[int]:
     """The offsets of the remaining pages of a sweep, from the first page's size and ``count`` (for fetching them
     concurrently); empty when the API did not say how many there are."""
-    size = len(first.orders)
+    size = first.size
     if not size or first.total is None:
         return []
     return list(range(cursor + size, first.total, size))
@@ -62,7 +62,7 @@ def plan(first: Page, cursor: int) -> list[int]:
 
 def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
     """The next offset: advanced by the items received; None at an empty page or once ``count`` is reached."""
-    received = len(page.orders)
+    received = page.size
     if received == 0:
         return None
     nxt = cursor + received
@@ -71,7 +71,7 @@ def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
     return nxt
 
 
-def parse_list(src: SourceConfig, body: bytes) -> Page:
+def parse_list(src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not ``{count, items|results}``."""
     doc = _parse.decode(src, body)
     if not isinstance(doc, Mapping):
@@ -84,8 +84,8 @@ def parse_list(src: SourceConfig, body: bytes) -> Page:
         raise MalformedResponse(src.name, f"answer has no 'items' or 'results' list (keys: {sorted(doc)[:8]})")
     if not isinstance(items, list):
         raise MalformedResponse(src.name, f"'items' is a {type(items).__name__}, expected a list")
-    orders = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD)
-    return Page(orders=orders, total=_parse.int_or_none(doc.get("count")))
+    orders, skipped = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD, skip)
+    return Page(orders=orders, total=_parse.int_or_none(doc.get("count")), skipped=skipped)
 
 
 def detail_request(src: SourceConfig, key: str) -> Request:

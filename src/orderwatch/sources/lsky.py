@@ -13,7 +13,7 @@ from urllib.parse import quote
 from orderwatch.errors import ErrorBody, MalformedResponse
 from orderwatch.model import Order, Page
 from orderwatch.sources import _parse
-from orderwatch.sources._types import Request
+from orderwatch.sources._types import Request, Skip
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
@@ -57,14 +57,14 @@ def list_request(
 
 def plan(first: Page, cursor: int) -> list[int]:
     """The numbers of the remaining pages, from ``meta.last_page`` (for fetching them concurrently)."""
-    if not first.orders or first.last_page is None:
+    if not first.size or first.last_page is None:
         return []
     return list(range(cursor + 1, first.last_page + 1))
 
 
 def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
     """The next page number; None at an empty page, at ``last_page``, or when ``links.next`` is null."""
-    if not page.orders:
+    if not page.size:
         return None
     if page.last_page is not None:
         return cursor + 1 if cursor < page.last_page else None
@@ -90,7 +90,7 @@ def _unwrap(src: SourceConfig, body: bytes) -> Mapping[str, object]:
     return data
 
 
-def parse_list(src: SourceConfig, body: bytes) -> Page:
+def parse_list(src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not the paginator envelope."""
     data = _unwrap(src, body)
     items = data.get("data")
@@ -104,7 +104,7 @@ def parse_list(src: SourceConfig, body: bytes) -> Page:
         has_next = bool(links.get("next"))
     elif "next_page_url" in data:
         has_next = bool(data.get("next_page_url"))
-    orders = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD)
+    orders, skipped = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD, skip)
     return Page(
         orders=orders,
         total=_parse.int_or_none(meta.get("total")),
@@ -112,6 +112,7 @@ def parse_list(src: SourceConfig, body: bytes) -> Page:
         current_page=_parse.int_or_none(meta.get("current_page")),
         first_item=_parse.int_or_none(meta.get("from")),
         has_next=has_next,
+        skipped=skipped,
     )
 
 
