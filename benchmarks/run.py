@@ -193,7 +193,7 @@ def section_c(t: Table, s: Sizes, db: Path) -> None:
         what = f"{api}: full poll of {human(r['orders'])} ({r['requests']} requests)"
         t.add(
             "c",
-            f"{what}: wall vs bare client",
+            f"{what}: wall vs bare client (median; index kept between sweeps)",
             f"{ours['wall']:.2f} s vs {bare['wall']:.2f} s = {r['wall_ratio']:.2f}x",
             "<= 1.5x",
             r["wall_ratio"] <= 1.5,
@@ -204,6 +204,12 @@ def section_c(t: Table, s: Sizes, db: Path) -> None:
             f"{ours['cpu']:.2f} s vs {bare['cpu']:.2f} s = {r['cpu_ratio']:.2f}x",
             "<= 2x",
             r["cpu_ratio"] <= 2.0,
+        )
+        first = r["first_sweep"]
+        t.add(
+            "c",
+            f"{api}: first full poll of a process (reads the index) vs bare client: wall / CPU",
+            f"{first['wall'] / bare['wall']:.2f}x / {first['cpu'] / bare['cpu']:.2f}x (one run)",
         )
         t.add(
             "c",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,25 @@ def test_a_changed_state_with_the_same_content_hash_is_a_miss() -> None:
     assert take(index, [paid]) == [] and index.marked == 1
 
 
+def sweep(store: Store, seen: list[Order], *, page: int = 4, settle: int = 3, now: str = T1) -> Change:
+    """Sweep ``seen`` through a SnapshotSink the way a full poll does, and record it."""
+    sink = SnapshotSink(store, "s", baselined=True, now=now)
+    sink.SETTLE = settle
+    sink.FLUSH = 2
+    sink.begin()
+    for i in range(0, len(seen), page):
+        if sink.take(seen[i : i + page]):
+            sink.settle()
+    sink.settle()
+    distinct = sink.seen
+    missing = sink.unseen()
+    sink.end()
+    change = sink.finish(missing, proves_absence=True)
+    assert distinct == len({o.key for o in seen})
+    store.record("s", change, [], now=now, full=True)
+    return change
+
+
 def sweep_through_sink(
     path: Path,
     stored: Mapping[str, Order],
@@ -113,22 +133,9 @@ def sweep_through_sink(
         first = diff({}, Observation("s", dict(stored), complete=True, consistent=True), baselined=False, now=T0)
         store.record("s", first, [], now=T0, full=True)
         if tags:
-            with sqlite3.connect(path) as db:
+            with closing(sqlite3.connect(path)) as db, db:
                 db.executemany("UPDATE orders SET tag = ? WHERE key = ?", [(t, k) for k, t in tags.items()])
-        sink = SnapshotSink(store, "s", baselined=True, now=T1)
-        sink.SETTLE = settle
-        sink.FLUSH = 2
-        sink.begin()
-        for i in range(0, len(seen), page):
-            if sink.take(seen[i : i + page]):
-                sink.settle()
-        sink.settle()
-        distinct = sink.seen
-        missing = sink.unseen()
-        sink.end()
-        change = sink.finish(missing, proves_absence=True)
-        assert distinct == len({o.key for o in seen})
-        store.record("s", change, [], now=T1, full=True)
+        change = sweep(store, seen, page=page, settle=settle)
         return change, store.snapshot("s")
     finally:
         store.close()
@@ -186,3 +193,29 @@ def test_a_row_pushed_down_a_page_makes_one_event(tmp_path: Path, settle: int) -
     seen = [order("n", "Pending"), order("a", "Paid"), order("b", "Pending"), order("a", "Paid"), order("c", "Pending")]
     change, _ = sweep_through_sink(tmp_path / "s.db", stored, seen, page=2, settle=settle)
     assert events_of(change) == [("a", "transition", "Pending", "Paid"), ("n", "appeared", None, "Pending")]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order_maps, st.lists(pushed_down(), min_size=2, max_size=4), st.integers(1, 5))
+def test_sweep_after_sweep_on_the_kept_index_finds_what_the_pure_diff_finds(
+    stored: dict[str, Order], sweeps: list[list[Order]], settle: int
+) -> None:
+    """Sweeps one after another on one store (each on the index the store kept and updated with the last one's
+    writes, vanished orders included) make the events one diff of each whole list against the snapshot makes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "s.db")
+        try:
+            first = diff({}, Observation("s", dict(stored), complete=True, consistent=True), baselined=False, now=T0)
+            store.record("s", first, [], now=T0, full=True)
+            for n, seen in enumerate(sweeps):
+                whole = {o.key: o for o in seen}
+                previous = store.snapshot("s")
+                now = f"2026-11-22T10:0{n + 1}:00.000000Z"
+                expected = diff(
+                    previous, Observation("s", whole, complete=True, consistent=True), baselined=True, now=now
+                )
+                change = sweep(store, seen, settle=settle, now=now)
+                assert events_of(change) == events_of(expected)
+                assert store.snapshot("s") == {k: known(o) for k, o in whole.items()}
+        finally:
+            store.close()

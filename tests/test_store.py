@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
+import tempfile
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orderwatch.diff import diff
 from orderwatch.errors import StoreError
-from orderwatch.model import Known, Observation, Order
+from orderwatch.fingerprints import fingerprint, tag_of
+from orderwatch.model import Change, Known, Observation, Order
 from orderwatch.store import EventFilter, Store
 
 T0 = "2026-11-22T10:00:00.000000Z"
@@ -208,3 +215,77 @@ def test_a_rewritten_row_carries_the_fingerprint_of_its_new_content(tmp_path: Pa
     assert not index.unchanged(paid.key, paid.state, paid.raw_json)
     assert index.unchanged(finished.key, finished.state, finished.raw_json) and not index.all_seen
     assert store.stored_states("ace") == ["Cancelled", "Finished"] and store.stored_states("lsky") == []
+
+
+def stored_prints(path: Path, source: str) -> list[tuple[int, int]]:
+    """(tag, fingerprint) of every row of ``source``, computed afresh from the stored key, state and JSON."""
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT key, state, raw FROM orders WHERE source = ?", (source,)).fetchall()
+    return sorted((tag_of(key), fingerprint(raw.encode(), state)) for key, state, raw in rows)
+
+
+writes = st.dictionaries(st.sampled_from("abcdefghijkl"), st.sampled_from(["Paid", "Finished", "Refunded"]), max_size=6)
+store_steps = st.one_of(
+    st.tuples(st.just("record"), writes, st.sets(st.sampled_from("abcdefghijkl"), max_size=2)),
+    st.tuples(st.just("write_rows"), writes, st.just(frozenset())),
+    st.tuples(st.just("other connection"), writes, st.just(frozenset())),
+    st.tuples(st.just("lend"), st.just({}), st.just(frozenset())),
+    st.tuples(st.just("give back"), st.just({}), st.just(frozenset())),
+    st.tuples(st.just("failed write"), writes, st.just(frozenset())),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(store_steps, max_size=14))
+def test_the_kept_fingerprint_index_always_equals_one_read_afresh(steps: list[tuple[str, dict[str, str], Any]]) -> None:
+    """Whatever is written, by this store (rows, removals, while a sweep holds the index or not, a write that fails)
+    or by another connection, the index the store hands out holds exactly the stored rows' tags and fingerprints,
+    and the one a sweep holds does not move under it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.db"
+        store = Store.open(path)
+        lent: tuple[Any, list[tuple[int, int]]] | None = None
+        try:
+            for n, (step, states, removals) in enumerate(steps):
+                orders = [Order.build(k, s, s, {"id": k, "state": s, "n": n}) for k, s in states.items()]
+                change = Change(events=(), upserts=tuple(orders), removals=tuple(sorted(removals)))
+                if step == "record":
+                    store.record("ace", change, [], now=T0, full=True)
+                elif step == "write_rows":
+                    store.write_rows("ace", orders, now=T0)
+                elif step == "other connection":
+                    other = Store.open(path)
+                    other.write_rows("ace", orders, now=T0)
+                    other.close()
+                elif step == "failed write":  # fails inside the transaction, after the rows: all rolled back
+                    with pytest.raises(IndexError):
+                        store.record("ace", change, [Route("x", "r", (5,))], now=T0, full=True)
+                elif step == "lend" and lent is None:
+                    index = store.fingerprint_index("ace")
+                    lent = (index, stored_prints(path, "ace"))
+                elif step == "give back" and lent is not None:
+                    store.fingerprints_done("ace", lent[0])
+                    lent = None
+                if lent is not None:
+                    assert lent[0].entries() == lent[1]
+                else:
+                    index = store.fingerprint_index("ace")
+                    assert index.entries() == stored_prints(path, "ace")
+                    store.fingerprints_done("ace", index)
+        finally:
+            store.close()
+
+
+def test_a_new_key_on_a_stored_keys_tag_makes_the_store_read_its_index_again(tmp_path: Path) -> None:
+    """The kept index cannot hold two keys under one tag: when a written key's tag is already another stored key's,
+    the store forgets it, and the index read afresh says it is ambiguous."""
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    store.record("ace", diff({}, observe(order("a", "Paid")), baselined=False, now=T0), [], now=T0, full=True)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE orders SET tag = ? WHERE key = 'a'", (tag_of("c"),))
+    index = store.fingerprint_index("ace")  # another connection wrote: read afresh, then kept
+    store.fingerprints_done("ace", index)
+    assert index.entries() == [(tag_of("c"), fingerprint(order("a", "Paid").raw_json, "Paid"))]
+    store.write_rows("ace", [order("c", "Paid")], now=T1)
+    assert store.fingerprint_index("ace").ambiguous

@@ -81,6 +81,36 @@ class FingerprintIndex:
         index.size, index.ambiguous = size, ambiguous
         return index
 
+    def view(self) -> FingerprintIndex:
+        """A fresh view for one sweep: the same tags and fingerprints (shared, not copied), nothing seen yet."""
+        view = FingerprintIndex.__new__(FingerprintIndex)
+        view._tags, view._fps, view._mask, view._seeds = self._tags, self._fps, self._mask, self._seeds
+        view._seen = bytearray(self._mask + 1)
+        view.size, view.ambiguous = self.size, self.ambiguous
+        view.marked = view.hits = 0
+        return view
+
+    def put(self, tag: int, fp: int) -> bool:
+        """Record a stored order written anew: its fingerprint replaces the one under ``tag``, or it takes a new
+        slot. False when the index is full (the caller drops it). The caller rules out a ``tag`` shared by two keys.
+        """
+        tags, mask = self._tags, self._mask
+        i = tag & mask
+        while (t := tags[i]) != tag:
+            if t == 0:
+                if self.size >= (mask + 1) // 2:
+                    return False
+                tags[i] = tag
+                self.size += 1
+                break
+            i = (i + 1) & mask
+        self._fps[i] = fp
+        return True
+
+    def entries(self) -> list[tuple[int, int]]:
+        """Every (tag, fingerprint) held, sorted (for checks and tests)."""
+        return sorted((t, f) for t, f in zip(self._tags, self._fps, strict=True) if t)
+
     def unchanged(self, key: str, state: str, blob: bytes) -> bool:
         """True when the order ``key`` is stored with this canonical ``state`` and canonical JSON ``blob``: it is
         then marked seen. False for a miss (nothing marked): the caller settles that order exactly."""

@@ -54,6 +54,7 @@ class SnapshotSink:
         self.now = now
         self.write = write
         self.index: FingerprintIndex | None = None  # None: no index (not begun, or ambiguous): everything is exact
+        self._lent: FingerprintIndex | None = None  # the store's index, to give back at the end
         self.events: list[Event] = []
         self.held: dict[str, Order] = {}
         self.silent: list[Order] = []
@@ -66,7 +67,7 @@ class SnapshotSink:
     def begin(self) -> None:
         """Start the sweep: the store's seen-keys table, and the index of what it holds (blocking)."""
         self.store.seen_begin(self.source)
-        index = self.store.fingerprint_index(self.source)
+        index = self._lent = self.store.fingerprint_index(self.source)
         self.index = None if index.ambiguous else index
         # a stored state that is not canonical was kept as the API spelled it: raw and canonical are the same
         stored = self.store.stored_states(self.source)
@@ -161,12 +162,14 @@ class SnapshotSink:
         return self.store.unseen(self.source, seen=index.seen if index is not None else None)
 
     def end(self) -> None:
-        """Forget the sweep's seen keys (blocking; always call it)."""
-        self.store.seen_end(self.source)
+        """Give the index back to the store and forget the sweep's seen keys (blocking; always call it)."""
+        if self._lent is not None:
+            self.store.fingerprints_done(self.source, self._lent)
         if self.index is not None:
             self.unchanged += self.index.hits
-        self.index = None
+        self.index = self._lent = None
         self.fresh = set()
+        self.store.seen_end(self.source)
 
     def finish(self, missing: Mapping[str, Known], *, proves_absence: bool) -> Change:
         """The change for the final transaction: held rows, their events, and the orders gone (``missing``)."""

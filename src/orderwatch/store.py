@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -269,6 +269,16 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+@dataclass(slots=True)
+class _Kept:
+    """A source's fingerprint index kept between sweeps, and the rows written while a sweep reads it."""
+
+    index: FingerprintIndex
+    version: int  # PRAGMA data_version when read: another connection's write makes it stale
+    lent: FingerprintIndex | None = None  # the view a sweep is using
+    pending: list[tuple[int, int]] = field(default_factory=list)
+
+
 class Store:
     """The database. Open with ``Store.open(path)``; ``readonly=True`` for the CLI's queries."""
 
@@ -276,6 +286,7 @@ class Store:
         self._conn = conn
         self.path = path
         self._lock = threading.RLock()
+        self._kept: dict[str, _Kept] = {}  # source -> its fingerprint index, kept in step with this store's writes
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Store:
@@ -412,15 +423,79 @@ class Store:
         return found
 
     def fingerprint_index(self, source: str) -> FingerprintIndex:
-        """Every stored order of ``source`` in a ``FingerprintIndex`` (read row by row: memory stays flat)."""
+        """Every stored order of ``source`` in a ``FingerprintIndex``, for one sweep; give it back with
+        ``fingerprints_done``.
+
+        The index is kept between sweeps and brought up to date with every row this store writes, so only the
+        first sweep of a process reads it (row by row: memory stays flat). It is read again when another connection
+        has written to the database (``PRAGMA data_version``), and after anything the kept copy cannot follow:
+        removed rows, a tag shared by two keys, a full index, a failed write.
+        """
         with self._guard() as conn:
+            (version,) = conn.execute("PRAGMA data_version").fetchone()
+            kept = self._kept.get(source)
+            if kept is not None and kept.version == version and kept.lent is None:
+                kept.lent = kept.index.view()
+                return kept.lent
             conn.execute("BEGIN")  # one read snapshot: the count and the rows agree
             try:
                 (count,) = conn.execute("SELECT count(*) FROM orders WHERE source = ?", (source,)).fetchone()
                 rows = conn.execute("SELECT tag, fp FROM orders WHERE source = ?", (source,))
-                return FingerprintIndex.build(rows, count)
+                index = FingerprintIndex.build(rows, count)
             finally:
                 conn.execute("COMMIT")
+            if kept is not None and kept.lent is not None:
+                return index.view()  # another sweep of this source has the kept one (not done by the poller)
+            if index.ambiguous:
+                self._kept.pop(source, None)
+                return index
+            kept = self._kept[source] = _Kept(index, version)
+            kept.lent = index.view()
+            return kept.lent
+
+    def fingerprints_done(self, source: str, index: FingerprintIndex) -> None:
+        """A sweep is done with ``index`` (from ``fingerprint_index``): the rows written meanwhile reach the kept
+        index now."""
+        with self._lock:
+            kept = self._kept.get(source)
+            if kept is None or kept.lent is not index:
+                return
+            kept.lent = None
+            pending, kept.pending = kept.pending, []
+            self._keep(source, pending)
+
+    def _keep(self, source: str, written: list[tuple[int, int]] | None) -> None:
+        """Bring the kept index of ``source`` up to date with committed rows (``None``: forget it)."""
+        kept = self._kept.get(source)
+        if kept is None:
+            return
+        if written is None or len(kept.pending) > kept.index.size:
+            del self._kept[source]
+        elif kept.lent is not None:  # a sweep reads the arrays: they change when it is done
+            kept.pending.extend(written)
+        elif not all(kept.index.put(tag, fp) for tag, fp in written):
+            del self._kept[source]
+
+    def _written(
+        self, conn: sqlite3.Connection, source: str, written: list[tuple[int, int]], *, removed: bool
+    ) -> list[tuple[int, int]] | None:
+        """What a write (inside its transaction) means for the kept index: its rows, or None when the kept index
+        cannot follow it (removed rows; a written tag that two stored keys now share)."""
+        if source not in self._kept or not written:
+            return None if removed else written
+        if removed:
+            return None
+        tags = sorted({tag for tag, _ in written})
+        for i in range(0, len(tags), _CHUNK):
+            chunk = tags[i : i + _CHUNK]
+            shared = conn.execute(
+                f"SELECT 1 FROM orders WHERE source = ? AND tag IN ({','.join('?' * len(chunk))})"
+                " GROUP BY tag HAVING count(*) > 1 LIMIT 1",
+                [source, *chunk],
+            ).fetchone()
+            if shared:
+                return None
+        return written
 
     def stored_states(self, source: str) -> list[str]:
         """The distinct canonical states of the stored orders of ``source`` (one index probe per state)."""
@@ -441,8 +516,14 @@ class Store:
 
     def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
         """Write changed rows that carry no event (content changes, baseline rows) in their own transaction."""
-        with self._tx() as conn:
-            _upsert(conn, source, orders, now)
+        with self._lock:
+            try:
+                with self._tx() as conn:
+                    written = self._written(conn, source, _upsert(conn, source, orders, now), removed=False)
+            except BaseException:
+                self._keep(source, None)
+                raise
+            self._keep(source, written)
 
     def created_at(self, source: str, keys: Sequence[str]) -> dict[str, str]:
         """The stored ``created_at`` of these orders (those that have one)."""
@@ -482,6 +563,26 @@ class Store:
 
         Returns the events with their ids (and, for ``vanished``, the order as last stored).
         """
+        with self._lock:
+            try:
+                stored, written = self._record(source, change, deliveries, now, full, requests, duration, error)
+            except BaseException:
+                self._keep(source, None)
+                raise
+            self._keep(source, written)
+        return stored
+
+    def _record(
+        self,
+        source: str,
+        change: Change,
+        deliveries: Sequence[DeliveryLike],
+        now: str,
+        full: bool,
+        requests: int,
+        duration: float | None,
+        error: str | None,
+    ) -> tuple[list[Event], list[tuple[int, int]] | None]:
         stored: list[Event] = []
         with self._tx() as conn:
             conn.execute("INSERT OR IGNORE INTO sources (name) VALUES (?)", (source,))
@@ -493,7 +594,9 @@ class Store:
                 conn.executemany(
                     "DELETE FROM orders WHERE source = ? AND key = ?", [(source, k) for k in change.removals]
                 )
-            _upsert(conn, source, change.upserts, now)
+            written = self._written(
+                conn, source, _upsert(conn, source, change.upserts, now), removed=bool(change.removals)
+            )
             for ev in change.events:
                 order_json = (
                     ev.order_json.decode() if ev.order_json is not None else vanished_raw.get(ev.order_id, "{}")
@@ -547,7 +650,7 @@ class Store:
                 )
             else:
                 _note_failure(conn, source, error, now)
-        return stored
+        return stored, written
 
     def record_failure(self, source: str, error: str, *, now: str) -> SourceState:
         """Note a failed poll of ``source``; returns its state after the update."""
@@ -718,30 +821,23 @@ def _hint(exc: sqlite3.Error) -> str:
     return ""
 
 
-def _upsert(conn: sqlite3.Connection, source: str, orders: Sequence[Order], now: str) -> None:
-    if orders:
-        conn.executemany(
-            "INSERT INTO orders (source, key, raw_state, state, hash, raw, first_seen, changed_at, tag, fp)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (source, key) DO UPDATE SET raw_state = excluded.raw_state,"
-            " state = excluded.state, hash = excluded.hash, raw = excluded.raw,"
-            " changed_at = excluded.changed_at, fp = excluded.fp",
-            [
-                (
-                    source,
-                    o.key,
-                    o.raw_state,
-                    o.state,
-                    o.digest,
-                    o.raw_json.decode(),
-                    now,
-                    now,
-                    tag_of(o.key),
-                    fingerprint(o.raw_json, o.state),
-                )
-                for o in orders
-            ],
-        )
+def _upsert(conn: sqlite3.Connection, source: str, orders: Sequence[Order], now: str) -> list[tuple[int, int]]:
+    """Insert or update ``orders``; returns the (tag, fingerprint) written for each."""
+    if not orders:
+        return []
+    prints = [(tag_of(o.key), fingerprint(o.raw_json, o.state)) for o in orders]
+    conn.executemany(
+        "INSERT INTO orders (source, key, raw_state, state, hash, raw, first_seen, changed_at, tag, fp)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (source, key) DO UPDATE SET raw_state = excluded.raw_state,"
+        " state = excluded.state, hash = excluded.hash, raw = excluded.raw,"
+        " changed_at = excluded.changed_at, fp = excluded.fp",
+        [
+            (source, o.key, o.raw_state, o.state, o.digest, o.raw_json.decode(), now, now, tag, fp)
+            for o, (tag, fp) in zip(orders, prints, strict=True)
+        ],
+    )
+    return prints
 
 
 def _note_failure(conn: sqlite3.Connection, source: str, error: str, now: str) -> None:
