@@ -464,6 +464,20 @@ class Store:
             pending, kept.pending = kept.pending, []
             self._keep(source, pending)
 
+    @contextmanager
+    def _writing(self, source: str) -> Iterator[tuple[sqlite3.Connection, list[list[tuple[int, int]] | None]]]:
+        """One write transaction on the orders of ``source``. The body appends what ``_written`` says of each
+        write; the kept index follows once the transaction has committed, and is forgotten if it fails."""
+        written: list[list[tuple[int, int]] | None] = []
+        with self._lock:
+            try:
+                with self._tx() as conn:
+                    yield conn, written
+            except BaseException:
+                self._keep(source, None)
+                raise
+            self._keep(source, None if None in written else [p for rows in written if rows for p in rows])
+
     def _keep(self, source: str, written: list[tuple[int, int]] | None) -> None:
         """Bring the kept index of ``source`` up to date with committed rows (``None``: forget it)."""
         kept = self._kept.get(source)
@@ -516,14 +530,8 @@ class Store:
 
     def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
         """Write changed rows that carry no event (content changes, baseline rows) in their own transaction."""
-        with self._lock:
-            try:
-                with self._tx() as conn:
-                    written = self._written(conn, source, _upsert(conn, source, orders, now), removed=False)
-            except BaseException:
-                self._keep(source, None)
-                raise
-            self._keep(source, written)
+        with self._writing(source) as (conn, written):
+            written.append(self._written(conn, source, _upsert(conn, source, orders, now), removed=False))
 
     def created_at(self, source: str, keys: Sequence[str]) -> dict[str, str]:
         """The stored ``created_at`` of these orders (those that have one)."""
@@ -563,28 +571,8 @@ class Store:
 
         Returns the events with their ids (and, for ``vanished``, the order as last stored).
         """
-        with self._lock:
-            try:
-                stored, written = self._record(source, change, deliveries, now, full, requests, duration, error)
-            except BaseException:
-                self._keep(source, None)
-                raise
-            self._keep(source, written)
-        return stored
-
-    def _record(
-        self,
-        source: str,
-        change: Change,
-        deliveries: Sequence[DeliveryLike],
-        now: str,
-        full: bool,
-        requests: int,
-        duration: float | None,
-        error: str | None,
-    ) -> tuple[list[Event], list[tuple[int, int]] | None]:
         stored: list[Event] = []
-        with self._tx() as conn:
+        with self._writing(source) as (conn, written):
             conn.execute("INSERT OR IGNORE INTO sources (name) VALUES (?)", (source,))
             vanished_raw: dict[str, str] = {}
             if change.removals:
@@ -594,8 +582,8 @@ class Store:
                 conn.executemany(
                     "DELETE FROM orders WHERE source = ? AND key = ?", [(source, k) for k in change.removals]
                 )
-            written = self._written(
-                conn, source, _upsert(conn, source, change.upserts, now), removed=bool(change.removals)
+            written.append(
+                self._written(conn, source, _upsert(conn, source, change.upserts, now), removed=bool(change.removals))
             )
             for ev in change.events:
                 order_json = (
@@ -650,7 +638,7 @@ class Store:
                 )
             else:
                 _note_failure(conn, source, error, now)
-        return stored, written
+        return stored
 
     def record_failure(self, source: str, error: str, *, now: str) -> SourceState:
         """Note a failed poll of ``source``; returns its state after the update."""
