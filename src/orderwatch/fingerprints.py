@@ -41,7 +41,7 @@ def fingerprint(blob: bytes, state: str) -> int:
 class FingerprintIndex:
     """Tags and fingerprints of stored orders, with a seen mark per slot."""
 
-    __slots__ = ("_fps", "_mask", "_seeds", "_seen", "_tags", "ambiguous", "hits", "marked", "size")
+    __slots__ = ("_fps", "_mask", "_seeds", "_seen", "_tags", "ambiguous", "hits", "size")
 
     def __init__(self, capacity: int) -> None:
         slots = 8
@@ -53,7 +53,6 @@ class FingerprintIndex:
         self._seen = bytearray(slots)
         self._seeds: dict[str, int] = {}  # canonical state -> the seed of its fingerprints
         self.size = 0  # stored orders in the index
-        self.marked = 0  # of those, how many the sweep has seen
         self.hits = 0  # orders found unchanged (a row met twice counts twice)
         self.ambiguous = False  # two stored keys share a tag: the index must not be trusted
 
@@ -87,7 +86,7 @@ class FingerprintIndex:
         view._tags, view._fps, view._mask, view._seeds = self._tags, self._fps, self._mask, self._seeds
         view._seen = bytearray(self._mask + 1)
         view.size, view.ambiguous = self.size, self.ambiguous
-        view.marked = view.hits = 0
+        view.hits = 0
         return view
 
     def put(self, tag: int, fp: int) -> bool:
@@ -121,17 +120,15 @@ class FingerprintIndex:
             if t == 0:
                 return False
             i = (i + 1) & self._mask
-        try:
-            seed = self._seeds[state]
-        except KeyError:
-            seed = self._seeds[state] = _h64(state.encode())
+        seed = self._seeds.get(state)
+        if seed is None:
+            seed = _h64(state.encode())
+            if len(self._seeds) < 64:  # the states of one source are few; an API's odd spellings are not kept
+                self._seeds[state] = seed
         if self._fps[i] != _h64(blob, seed) & _BITS:
             return False
         self.hits += 1
-        seen = self._seen
-        if not seen[i]:
-            seen[i] = 1
-            self.marked += 1
+        self._seen[i] = 1
         return True
 
     def _slot(self, key: str) -> int | None:
@@ -154,13 +151,18 @@ class FingerprintIndex:
         if self._seen[i]:
             return False
         self._seen[i] = 1
-        self.marked += 1
         return True
 
     def seen(self, key: str) -> bool:
         """True when the sweep has seen the stored order ``key``."""
         i = self._slot(key)
         return i is not None and bool(self._seen[i])
+
+    @property
+    def marked(self) -> int:
+        """How many stored orders the sweep has seen. Counted from the marks, not kept in a counter: the parser
+        (event loop) and the exact path (a worker thread) mark at the same time, and a mark is one byte store."""
+        return self._seen.count(1)
 
     @property
     def all_seen(self) -> bool:
