@@ -76,17 +76,20 @@ def test_changes_follow_prints_new_events_as_they_are_recorded(config_file: Path
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     ) as follower:
-        key = sim.orders("ace")[1]["id"]
-        sim.set_state("ace", key, "Failed")
-        assert run_cli(config_file, "poll").code == 0
-        assert follower.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(follower.stdout, selectors.EVENT_READ)
-            assert selector.select(timeout=WAIT), "changes --follow printed nothing"
-        event = orjson.loads(follower.stdout.readline())
-        assert (event["order_id"], event["to_state"]) == (key, "Failed")
-        follower.terminate()
-        assert follower.wait(timeout=WAIT) is not None
+        try:
+            key = sim.orders("ace")[1]["id"]
+            sim.set_state("ace", key, "Failed")
+            polled = run_cli(config_file, "poll")
+            assert polled.code == 0, polled.err
+            assert follower.stdout is not None
+            with selectors.DefaultSelector() as selector:
+                selector.register(follower.stdout, selectors.EVENT_READ)
+                assert selector.select(timeout=WAIT), "changes --follow printed nothing"
+            event = orjson.loads(follower.stdout.readline())
+            assert (event["order_id"], event["to_state"]) == (key, "Failed")
+        finally:  # a failed assertion must not leave the follower running (the with block would wait for it)
+            follower.terminate()
+            assert follower.wait(timeout=WAIT) is not None
 
 
 def test_check_connect_reports_each_source_and_fails_on_a_rejected_token(config_file: Path, sim: Simulator) -> None:

@@ -268,12 +268,14 @@ def changes(
         limit=limit,
     )
     try:
+        # read before the listing: an event recorded between the two reads is then listed or followed, never lost
+        newest = _last_event_id(store) if follow else 0
         events = store.events(flt)
         print_events(events, chosen, sys.stdout)
         if follow:
             from orderwatch.app import follow_events
 
-            last = (events[-1].id or 0) if events else _last_event_id(store)
+            last = max((events[-1].id or 0) if events else 0, newest)
             follow_events(
                 store,
                 EventFilter(source=source, order_id=order_id, state=state, kind=kind),
