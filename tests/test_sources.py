@@ -10,6 +10,7 @@ import pytest
 
 from orderwatch.config import SourceConfig
 from orderwatch.errors import ErrorBody, MalformedResponse
+from orderwatch.fingerprints import FingerprintIndex, fingerprint, tag_of
 from orderwatch.model import Page
 from orderwatch.sources import ADAPTERS, acedata, lsky
 
@@ -176,6 +177,34 @@ def test_integers_beyond_64_bits_stay_exact_wherever_they_stand(number: int, exa
     ):
         raw = json.loads(acedata.parse_list(src, text.encode()).orders[0].raw_json)
         assert raw["n"] == exact or raw["n"] == [1, exact], text
+
+
+@pytest.mark.parametrize("kind", ["acedata", "lsky"])
+def test_a_sweep_that_skips_unchanged_orders_still_parses_big_integers_exactly(kind: str) -> None:
+    """With a skip test the page is screened for big integers only when an order is built from it (or cannot be):
+    a stored order holding one is still recognised unchanged (its rounded first reading is a miss, the exact one a
+    hit), and a new order holding one, even as its key, keeps it exactly."""
+    src = source(kind)
+    key_field, state_field = ("id", "state") if kind == "acedata" else ("trade_no", "status")
+
+    def answer(*items: dict[str, Any]) -> bytes:
+        if kind == "acedata":
+            return body({"count": len(items), "items": list(items)})
+        return body({"status": "success", "data": {"data": list(items), "meta": {"total": len(items), "last_page": 1}}})
+
+    stored = {key_field: "a", state_field: "paid", "n": 2**70}
+    new = {key_field: "b", state_field: "paid", "n": -(2**64)}
+    plain = {key_field: "c", state_field: "paid", "n": 1}
+    known = ADAPTERS[kind].parse_list(src, answer(stored, plain)).orders
+    index = FingerprintIndex.build([(tag_of(o.key), fingerprint(o.raw_json, o.state)) for o in known], len(known))
+    page = ADAPTERS[kind].parse_list(src, answer(stored, plain), skip=index.unchanged)
+    assert (page.orders, page.skipped) == ((), 2) and index.all_seen
+    page = ADAPTERS[kind].parse_list(src, answer(plain, new, stored), skip=index.unchanged)
+    assert [o.key for o in page.orders] == ["b"] and page.skipped == 2
+    assert json.loads(page.orders[0].raw_json)["n"] == -(2**64)
+    big_key = {key_field: 2**70, state_field: "paid"}  # read as a float at first: no usable key, until screened
+    page = ADAPTERS[kind].parse_list(src, answer(big_key, plain), skip=index.unchanged)
+    assert [o.key for o in page.orders] == [str(2**70)] and page.skipped == 1
 
 
 def test_digit_strings_are_not_taken_for_big_integers() -> None:

@@ -73,7 +73,10 @@ def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
 
 def parse_list(src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not ``{count, items|results}``."""
-    doc = _parse.decode(src, body)
+    return _parse.parse_page(src, body, skip, lambda doc, skip: _page(src, doc, skip))
+
+
+def _page(src: SourceConfig, doc: object, skip: Skip | None) -> Page:
     if not isinstance(doc, Mapping):
         raise MalformedResponse(src.name, f"answer is a JSON {type(doc).__name__}, expected an object")
     items = doc.get("items", doc.get("results"))

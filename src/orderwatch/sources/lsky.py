@@ -73,9 +73,8 @@ def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
     return cursor + 1
 
 
-def _unwrap(src: SourceConfig, body: bytes) -> Mapping[str, object]:
+def _unwrap(src: SourceConfig, doc: object) -> Mapping[str, object]:
     """The ``data`` member of a success envelope; ``ErrorBody`` for ``status != "success"``."""
-    doc = _parse.decode(src, body)
     if not isinstance(doc, Mapping):
         raise MalformedResponse(src.name, f"answer is a JSON {type(doc).__name__}, expected an object")
     status = doc.get("status")
@@ -92,7 +91,11 @@ def _unwrap(src: SourceConfig, body: bytes) -> Mapping[str, object]:
 
 def parse_list(src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not the paginator envelope."""
-    data = _unwrap(src, body)
+    return _parse.parse_page(src, body, skip, lambda doc, skip: _page(src, doc, skip))
+
+
+def _page(src: SourceConfig, doc: object, skip: Skip | None) -> Page:
+    data = _unwrap(src, doc)
     items = data.get("data")
     if not isinstance(items, list):
         raise MalformedResponse(src.name, f"'data.data' is a {type(items).__name__}, expected a list")
@@ -123,7 +126,7 @@ def detail_request(src: SourceConfig, key: str) -> Request:
 
 def parse_detail(src: SourceConfig, body: bytes) -> Order:
     """The order of a detail answer ``{status, data: {...order...}}``."""
-    return _parse.build_order(src, _unwrap(src, body), KEY_FIELD, STATE_FIELD, "the detail answer")
+    return _parse.build_order(src, _unwrap(src, _parse.decode(src, body)), KEY_FIELD, STATE_FIELD, "the detail answer")
 
 
 describe_error = _parse.describe_error
