@@ -67,11 +67,11 @@ class SnapshotSink:
     def begin(self) -> None:
         """Start the sweep: the store's seen-keys table, and the index of what it holds (blocking)."""
         self.store.seen_begin(self.source)
-        index = self._lent = self.store.fingerprint_index(self.source)
-        self.index = None if index.ambiguous else index
         # a stored state that is not canonical was kept as the API spelled it: raw and canonical are the same
         stored = self.store.stored_states(self.source)
         self.seen_states.update((state, state) for state in stored if not is_canonical(state))
+        index = self._lent = self.store.fingerprint_index(self.source)  # last: nothing can fail once it is lent
+        self.index = None if index.ambiguous else index
 
     @property
     def skip(self) -> Skip | None:
