@@ -113,6 +113,7 @@ class FingerprintIndex:
     def unchanged(self, key: str, state: str, blob: bytes) -> bool:
         """True when the order ``key`` is stored with this canonical ``state`` and canonical JSON ``blob``: it is
         then marked seen. False for a miss (nothing marked): the caller settles that order exactly."""
+        # asked of every order of a full sweep: tag_of and fingerprint are inlined, with the state seeds cached
         tag = (_h64(key.encode()) & _BITS) or 1
         tags = self._tags
         i = tag & self._mask
