@@ -495,10 +495,10 @@ class Store:
     ) -> list[tuple[int, int]] | None:
         """What a write (inside its transaction) means for the kept index: its rows, or None when the kept index
         cannot follow it (removed rows; a written tag that two stored keys now share)."""
-        if source not in self._kept or not written:
-            return None if removed else written
         if removed:
             return None
+        if source not in self._kept or not written:
+            return written
         tags = sorted({tag for tag, _ in written})
         for i in range(0, len(tags), _CHUNK):
             chunk = tags[i : i + _CHUNK]
