@@ -304,8 +304,8 @@ def section_e(t: Table, s: Sizes, db: Path) -> None:
 
 def small_database(db: Path) -> Path:
     """A database with 50 orders and 10 events, and a config pointing at it; returns the config's path."""
-    from orderwatch.diff import diff
-    from orderwatch.model import Observation, Order
+    from orderwatch.core.diff import diff
+    from orderwatch.core.model import Observation, Order
     from orderwatch.store import Store
 
     def orders(state: str, k: int) -> dict[str, Order]:

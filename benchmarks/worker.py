@@ -23,14 +23,14 @@ import orjson
 from common import Timed, churn, emit, max_rss_mb, populate, quiet_logs, source, timed
 
 from orderwatch.config import SourceConfig
-from orderwatch.diff import diff
-from orderwatch.fetch import Clients
-from orderwatch.model import Observation, Order
-from orderwatch.poll import Poller
+from orderwatch.core.diff import diff
+from orderwatch.core.model import Observation, Order
 from orderwatch.simulator import Api, SimServer, Simulator
-from orderwatch.sink import SnapshotSink
 from orderwatch.sources import ADAPTERS
 from orderwatch.store import Store
+from orderwatch.sweep.fetch import Clients
+from orderwatch.sweep.full import SnapshotSink
+from orderwatch.sweep.poller import Poller
 
 T0 = "2026-01-01T00:00:00.000000Z"
 ACE_STATES = ("Pending", "Paid", "Finished", "Expired", "Failed", "Refunded")

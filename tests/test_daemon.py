@@ -28,15 +28,15 @@ import httpx
 import pytest
 
 from orderwatch.config import load_config
-from orderwatch.daemon import DELIVERY_STALL, GRACE_PERIOD
-from orderwatch.daemon import Daemon as DaemonCore
-from orderwatch.deliver import DeliveryReport
+from orderwatch.core.model import Event
+from orderwatch.delivery.deliverer import DeliveryReport
 from orderwatch.errors import ConfigError
-from orderwatch.metrics import Metrics, parse_listen, serve
-from orderwatch.model import Event
-from orderwatch.poll import PollResult
+from orderwatch.service.daemon import DELIVERY_STALL, GRACE_PERIOD
+from orderwatch.service.daemon import Daemon as DaemonCore
+from orderwatch.service.metrics import Metrics, parse_listen, serve
 from orderwatch.simulator import SimServer, Simulator, run_clock
 from orderwatch.store import Store
+from orderwatch.sweep.poller import PollResult
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, run_cli
 from tests.receivers import WebhookReceiver
 
@@ -495,7 +495,9 @@ def test_revoked_token_alerts_once_and_recovers_once(
     assert len(told) == 1
     failed = [line for line in daemon.lines if line.get("event") == "poll failed" and line.get("level") == "warning"]
     assert len(failed) == 1  # logged once, not at every interval
-    recovered = [line for line in daemon.lines if line.get("logger") == "orderwatch.poll" and "after_failures" in line]
+    recovered = [
+        line for line in daemon.lines if line.get("logger") == "orderwatch.sweep.poller" and "after_failures" in line
+    ]
     assert [line["event"] for line in recovered] == ["source recovered"]
     assert told[0]["source"] == "ace"
     assert ACE_TOKEN not in json.dumps(daemon.lines)

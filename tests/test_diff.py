@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderwatch.diff import apply, diff
-from orderwatch.model import CANONICAL_STATES, Known, Observation, Order
+from orderwatch.core.diff import apply, diff
+from orderwatch.core.model import CANONICAL_STATES, Known, Observation, Order
 
 NOW = "2026-11-22T10:00:00.000000Z"
 keys = st.text(alphabet="abcdef0123456789", min_size=1, max_size=4)

@@ -29,12 +29,12 @@ import pytest
 import stamina
 import stamina.instrumentation
 
-from orderwatch import fetch
 from orderwatch.config import Config, load_config
-from orderwatch.model import Event
-from orderwatch.poll import Poller, PollResult
+from orderwatch.core.model import Event
 from orderwatch.simulator import Api, Faults, SimChange, SimServer, Simulator
 from orderwatch.store import EventFilter, Store
+from orderwatch.sweep import fetch
+from orderwatch.sweep.poller import Poller, PollResult
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, config_text, run_cli
 
 SOURCE = {"ace": "ace", "lsky": "images"}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from orderwatch.cli.status import COLUMNS, source_status
 from orderwatch.config import HealthConfig, load_config
-from orderwatch.health import assess, unhealthy
-from orderwatch.status import COLUMNS, source_status
+from orderwatch.core.health import assess, unhealthy
 from orderwatch.store import SourceState, Store
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)

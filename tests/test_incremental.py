@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from orderwatch.config import SourceConfig
-from orderwatch.fetch import Clients
-from orderwatch.model import Event
-from orderwatch.poll import Poller, PollResult
+from orderwatch.core.model import Event
 from orderwatch.simulator import TRANSITIONS, Api, SimServer, Simulator
 from orderwatch.store import Store
+from orderwatch.sweep.fetch import Clients
+from orderwatch.sweep.poller import Poller, PollResult
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN
 
 KIND = {"ace": "acedata", "lsky": "lsky"}

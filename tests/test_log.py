@@ -18,7 +18,7 @@ from typing import Any
 CHILD = r"""
 import logging, sys
 import structlog
-from orderwatch import log
+from orderwatch.service import log
 
 log.register_secrets(["tok-registered-0123456789"])
 log.setup(sys.argv[1], "info")

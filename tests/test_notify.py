@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from orderwatch import notify
-from orderwatch.render import Notice
+from orderwatch.core.render import Notice
+from orderwatch.delivery import notify
 from tests.receivers import HOST, SmtpReceiver, WebhookReceiver
 
 NOTICE = Notice(title="[ace] order 3f2b8c1e… Pending → Expired", body="Source: ace\nState: Pending → Expired\n月卡")

@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from orderwatch import fetch
 from orderwatch.config import SourceConfig
-from orderwatch.poll import BASELINE_TRIES, Poller
 from orderwatch.store import Store
+from orderwatch.sweep import fetch
+from orderwatch.sweep.poller import BASELINE_TRIES, Poller
 
 Answer = Callable[[dict[str, str]], dict[str, Any]]
 

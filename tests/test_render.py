@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderwatch import render
-from orderwatch.model import Event, canonical_json
+from orderwatch.core import render
+from orderwatch.core.model import Event, canonical_json
 
 # the order of the Ace Data Cloud seed document (000), as the API returns it
 ACE_ORDER: dict[str, Any] = {

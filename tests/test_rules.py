@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderwatch.model import CANONICAL_STATES, EVENT_KINDS, Event, EventKind
-from orderwatch.rules import Delivery, matches, route
+from orderwatch.core.model import CANONICAL_STATES, EVENT_KINDS, Event, EventKind
+from orderwatch.core.rules import Delivery, matches, route
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orderwatch.sdnotify import notify, watchdog_interval
+from orderwatch.service.sdnotify import notify, watchdog_interval
 
 
 @pytest.fixture

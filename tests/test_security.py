@@ -21,13 +21,13 @@ from urllib.parse import quote
 
 import pytest
 
-from orderwatch import fetch
 from orderwatch.config import load_config
-from orderwatch.diff import diff
+from orderwatch.core.diff import diff
+from orderwatch.core.model import Observation, Order
 from orderwatch.errors import ConfigError, SourceError
-from orderwatch.model import Observation, Order
 from orderwatch.simulator import SimServer, Simulator
 from orderwatch.store import Store
+from orderwatch.sweep import fetch
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, Ran, config_text, run_cli
 from tests.receivers import SmtpReceiver, WebhookReceiver
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orderwatch.diff import diff
-from orderwatch.fingerprints import FingerprintIndex, fingerprint, tag_of
-from orderwatch.model import CANONICAL_STATES, Change, Known, Observation, Order
-from orderwatch.sink import SnapshotSink
+from orderwatch.core.diff import diff
+from orderwatch.core.fingerprints import FingerprintIndex, fingerprint, tag_of
+from orderwatch.core.model import CANONICAL_STATES, Change, Known, Observation, Order
 from orderwatch.store import Store
+from orderwatch.sweep.full import SnapshotSink
 
 T0 = "2026-11-22T10:00:00.000000Z"
 T1 = "2026-11-22T10:01:00.000000Z"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from orderwatch.config import SourceConfig
+from orderwatch.core.fingerprints import FingerprintIndex, fingerprint, tag_of
+from orderwatch.core.model import Page
 from orderwatch.errors import ErrorBody, MalformedResponse
-from orderwatch.fingerprints import FingerprintIndex, fingerprint, tag_of
-from orderwatch.model import Page
 from orderwatch.sources import ADAPTERS, acedata, lsky
 
 DATA = Path(__file__).parent / "data"
@@ -239,7 +239,7 @@ def test_detail_requests_and_answers() -> None:
 
 def test_state_filters_use_the_apis_own_spellings() -> None:
     """Filters send raw states as each API spells them: Ace `Pending`, Lsky `paid`, a user's own `0` as written."""
-    from orderwatch.incremental import raw_states
+    from orderwatch.sweep.incremental import raw_states
 
     assert raw_states(source("acedata"), {"Pending", "Paid"}) == ["Paid", "Pending"]
     assert raw_states(source("lsky"), {"Paid", "Cancelled"}) == ["cancelled", "paid"]

@@ -17,12 +17,12 @@ from types import FrameType
 import anyio
 import pytest
 
-from orderwatch import fetch
 from orderwatch.config import Config, load_config
 from orderwatch.errors import StoreError
-from orderwatch.poll import Poller, PollResult
 from orderwatch.simulator import SimServer, Simulator
 from orderwatch.store import Store
+from orderwatch.sweep import fetch
+from orderwatch.sweep.poller import Poller, PollResult
 from tests.conftest import config_text, run_cli
 
 Expected = set[tuple[str, str, str, str | None, str | None]]

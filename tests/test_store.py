@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orderwatch.diff import diff
+from orderwatch.core.diff import diff
+from orderwatch.core.fingerprints import fingerprint, tag_of
+from orderwatch.core.model import Change, Known, Observation, Order
 from orderwatch.errors import StoreError
-from orderwatch.fingerprints import fingerprint, tag_of
-from orderwatch.model import Change, Known, Observation, Order
 from orderwatch.store import EventFilter, Store
 
 T0 = "2026-11-22T10:00:00.000000Z"

@@ -84,7 +84,7 @@ def test_unit_has_the_required_settings() -> None:
 
 def test_grace_period_below_stop_timeout() -> None:
     """The daemon's shutdown grace period ends before systemd's TimeoutStopSec would SIGKILL it."""
-    from orderwatch.daemon import GRACE_PERIOD
+    from orderwatch.service.daemon import GRACE_PERIOD
 
     stop = _settings(UNIT.read_text(encoding="utf-8"))["TimeoutStopSec"][0]
     assert stop.endswith("s")

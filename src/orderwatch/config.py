@@ -36,8 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from orderwatch.core.model import CANONICAL_STATES, EventKind, fold_state
 from orderwatch.errors import ConfigError
-from orderwatch.model import CANONICAL_STATES, EventKind, fold_state
 
 if TYPE_CHECKING:
     from orderwatch.sources import Adapter

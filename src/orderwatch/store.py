@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from orderwatch.core.fingerprints import FingerprintIndex, fingerprint, tag_of
+from orderwatch.core.model import Change, Event, EventKind, Known, Order, content_hash
 from orderwatch.errors import StoreError
-from orderwatch.fingerprints import FingerprintIndex, fingerprint, tag_of
-from orderwatch.model import Change, Event, EventKind, Known, Order, content_hash
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -183,7 +183,7 @@ def _m0005(db: sqlite_utils.Database) -> None:
 
 
 class DeliveryLike(Protocol):
-    """What ``record`` needs of a routed delivery (``orderwatch.rules.Delivery``)."""
+    """What ``record`` needs of a routed delivery (``orderwatch.core.rules.Delivery``)."""
 
     @property
     def channel(self) -> str: ...

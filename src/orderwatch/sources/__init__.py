@@ -14,7 +14,7 @@ from orderwatch.sources._types import Request, Skip
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig
-    from orderwatch.model import Order, Page
+    from orderwatch.core.model import Order, Page
 
 
 class Adapter(Protocol):

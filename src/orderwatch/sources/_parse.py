@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from orderwatch.core.model import Order, Page, canonical_json, canonical_state
 from orderwatch.errors import MalformedResponse
-from orderwatch.model import Order, Page, canonical_json, canonical_state
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
+from orderwatch.core.model import CANONICAL_STATES, Order, Page
 from orderwatch.errors import ErrorBody, MalformedResponse
-from orderwatch.model import CANONICAL_STATES, Order, Page
 from orderwatch.sources import _parse
 from orderwatch.sources._types import Request, Skip
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from orderwatch import fetch
+from orderwatch.core.model import Known, Observation, Order, Page
 from orderwatch.errors import SourceError
-from orderwatch.model import Known, Observation, Order, Page
 from orderwatch.sources import ADAPTERS
+from orderwatch.sweep import fetch
 
 if TYPE_CHECKING:
     from orderwatch.config import SourceConfig

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from orderwatch.model import Event
+from orderwatch.core.model import Event
 
 DIGEST_RULE: Final = "digest"
 DEFAULT_EVENTS: Final = ("transition",)

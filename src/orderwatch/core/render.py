@@ -21,7 +21,7 @@ from typing import Any, Final
 from jinja2 import ChainableUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from orderwatch.model import Event
+from orderwatch.core.model import Event
 
 ARROW: Final = "→"
 ELLIPSIS: Final = "…"

@@ -29,6 +29,7 @@ import orjson
 import stamina
 
 from orderwatch import __version__
+from orderwatch.core.model import Observation, Order, Page
 from orderwatch.errors import (
     AuthError,
     HTTPStatusError,
@@ -36,7 +37,6 @@ from orderwatch.errors import (
     SourceError,
     TransportError,
 )
-from orderwatch.model import Observation, Order, Page
 from orderwatch.sources import ADAPTERS, Adapter, Request, Skip
 
 if TYPE_CHECKING:

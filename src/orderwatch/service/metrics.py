@@ -17,8 +17,8 @@ import anyio.abc
 from orderwatch.errors import ConfigError
 
 if TYPE_CHECKING:
-    from orderwatch.deliver import DeliveryReport
-    from orderwatch.poll import PollResult
+    from orderwatch.delivery.deliverer import DeliveryReport
+    from orderwatch.sweep.poller import PollResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192

@@ -16,17 +16,17 @@ import anyio.to_thread
 import httpx
 import structlog
 
-from orderwatch import fetch, incremental
-from orderwatch.diff import diff
+from orderwatch.core.diff import diff
+from orderwatch.core.model import Change, Event, Known, Observation, Order, is_canonical
 from orderwatch.errors import AuthError, SourceError, StoreError
-from orderwatch.model import Change, Event, Known, Observation, Order, is_canonical
-from orderwatch.sink import SnapshotSink
+from orderwatch.sweep import fetch, incremental
+from orderwatch.sweep.full import SnapshotSink
 
 if TYPE_CHECKING:
     from orderwatch.config import Config, SourceConfig
     from orderwatch.store import DeliveryLike, SourceState, Store
 
-log = structlog.get_logger("orderwatch.poll")
+log = structlog.get_logger("orderwatch.sweep.poller")
 
 # A complete full sweep whose totals do not add up is not proof of absence, so it is not taken as the baseline —
 # unless this many complete sweeps in a row did not add up (an API whose count is simply wrong must still get one;
@@ -236,7 +236,7 @@ class Poller:
     async def _incremental(
         self, client: httpx.AsyncClient, src: SourceConfig, *, baselined: bool, now: str
     ) -> tuple[Observation, Change]:
-        """An incremental poll (see ``orderwatch.incremental``), diffed against the rows it touched."""
+        """An incremental poll (see ``orderwatch.sweep.incremental``), diffed against the rows it touched."""
         name = src.name
         open_known = await anyio.to_thread.run_sync(
             lambda: self.store.known_in_states(name, list(src.watched_open_states))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orderwatch.model import Change, Event, Known, Observation, Order
+from orderwatch.core.model import Change, Event, Known, Observation, Order
 
 
 def _appeared(source: str, order: Order, now: str) -> Event:

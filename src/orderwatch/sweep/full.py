@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from orderwatch.diff import diff
-from orderwatch.model import Change, Event, Known, Observation, Order, is_canonical
+from orderwatch.core.diff import diff
+from orderwatch.core.model import Change, Event, Known, Observation, Order, is_canonical
 
 if TYPE_CHECKING:
-    from orderwatch.fingerprints import FingerprintIndex
+    from orderwatch.core.fingerprints import FingerprintIndex
     from orderwatch.sources import Skip
     from orderwatch.store import Store
 

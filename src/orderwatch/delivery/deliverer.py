@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 import structlog
 
-from orderwatch import notify, render
-from orderwatch.poll import utcnow
+from orderwatch.core import render
+from orderwatch.delivery import notify
+from orderwatch.sweep.poller import utcnow
 
 if TYPE_CHECKING:
     from orderwatch.config import Config
     from orderwatch.store import OutboxRow, Store
 
-log = structlog.get_logger("orderwatch.deliver")
+log = structlog.get_logger("orderwatch.delivery.deliverer")
 LEASE = timedelta(minutes=5)
 
 

@@ -30,7 +30,7 @@ from urllib.parse import quote, unquote
 import anyio
 
 if TYPE_CHECKING:
-    from orderwatch.render import Notice
+    from orderwatch.core.render import Notice
 
 MASK: Final = "…"
 CONSOLE_SCHEME: Final = "console"

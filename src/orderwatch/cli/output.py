@@ -8,7 +8,7 @@ from typing import Any, Literal, TextIO
 
 import orjson
 
-from orderwatch.model import Event
+from orderwatch.core.model import Event
 
 Format = Literal["table", "json", "ndjson"]
 FORMATS = ("table", "json", "ndjson")

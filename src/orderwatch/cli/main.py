@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from orderwatch import __version__
+from orderwatch.cli.output import FORMATS
 from orderwatch.errors import ConfigError, OrderwatchError, StoreError
-from orderwatch.output import FORMATS
 
 if TYPE_CHECKING:
+    from orderwatch.cli.output import Format
     from orderwatch.config import Config
-    from orderwatch.output import Format
     from orderwatch.store import Store
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    from orderwatch.log import scrub
+    from orderwatch.service.log import scrub
 
     click.echo(f"orderwatch: {scrub(message)}", err=True)
     sys.exit(code)
@@ -43,8 +43,8 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
     logging set-up; their problems are one line on stderr.
     """
     from orderwatch import config as cfg
-    from orderwatch import log
     from orderwatch.sensitive import secrets_of
+    from orderwatch.service import log
 
     obj = ctx.find_root().obj or {}
     if obj.get("config") is not None:
@@ -52,7 +52,8 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
         return loaded
     template_check = url_check = None
     if deep:
-        from orderwatch import notify, render
+        from orderwatch.core import render
+        from orderwatch.delivery import notify
 
         template_check, url_check = render.check_template, notify.check_url
     try:
@@ -116,7 +117,7 @@ def _emit(
     dicts: Iterable[dict[str, Any]],
 ) -> None:
     """Print rows as a table (``cells``) or as JSON / NDJSON (``dicts``)."""
-    from orderwatch.output import print_json_array, print_ndjson, print_table
+    from orderwatch.cli.output import print_json_array, print_ndjson, print_table
 
     chosen = _format(fmt)
     if chosen == "table":
@@ -133,7 +134,7 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def _format(fmt: str | None) -> Format:
     """The chosen output format, defaulting by whether stdout is a terminal."""
-    from orderwatch.output import default_format
+    from orderwatch.cli.output import default_format
 
     return default_format() if fmt is None else fmt  # type: ignore[return-value]
 
@@ -206,8 +207,8 @@ def poll(
     ctx: click.Context, sources: tuple[str, ...], dry_run: bool, no_notify: bool, full: bool | None, fmt: str | None
 ) -> None:
     """Poll SOURCES (default: all) once and print the events it made."""
-    from orderwatch import app
-    from orderwatch.output import print_events
+    from orderwatch.cli import commands as app
+    from orderwatch.cli.output import print_events
 
     conf = _load(ctx, deep=True)
     _check_sources(conf, sources)
@@ -251,7 +252,7 @@ def changes(
     fmt: str | None,
 ) -> None:
     """Print recorded events, oldest first."""
-    from orderwatch.output import print_events
+    from orderwatch.cli.output import print_events
     from orderwatch.store import EventFilter
 
     conf = _load(ctx, logs=follow)
@@ -273,7 +274,7 @@ def changes(
         events = store.events(flt)
         print_events(events, chosen, sys.stdout)
         if follow:
-            from orderwatch.app import follow_events
+            from orderwatch.cli.commands import follow_events
 
             last = max((events[-1].id or 0) if events else 0, newest)
             follow_events(
@@ -331,7 +332,7 @@ def orders(ctx: click.Context, source: str | None, state: str | None, fmt: str |
 @click.pass_context
 def check(ctx: click.Context, connect: bool, notify: bool) -> None:
     """Validate the configuration; optionally try every source and channel."""
-    from orderwatch import app
+    from orderwatch.cli import commands as app
 
     conf = _load(ctx, deep=True)
     click.echo(
@@ -365,7 +366,7 @@ def check(ctx: click.Context, connect: bool, notify: bool) -> None:
 @click.pass_context
 def demo(ctx: click.Context, n_orders: int, every: float, interval: float) -> None:
     """Run the built-in simulator (both API formats) and watch it, printing changes and notices as they happen."""
-    from orderwatch.demo import run_demo
+    from orderwatch.cli.demo import run_demo
 
     sys.exit(
         run_demo(
@@ -381,7 +382,7 @@ def run_cmd(ctx: click.Context) -> None:
 
     SIGHUP reloads the configuration (a bad new config is logged and the old one kept).
     """
-    from orderwatch.daemon import run_daemon
+    from orderwatch.service.daemon import run_daemon
 
     conf = _load(ctx, deep=True)
     root = ctx.find_root().obj or {}
@@ -393,7 +394,7 @@ def run_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, fmt: str | None) -> None:
     """Show each source's last success, last error and next poll, and the outbox depth."""
-    from orderwatch.status import source_status
+    from orderwatch.cli.status import source_status
 
     conf = _load(ctx)
     rows, depth = _query(ctx, lambda store: source_status(conf, store))
@@ -458,7 +459,7 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
 @click.pass_context
 def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
     """Re-queue failed notifications (or the given IDS) to be delivered now."""
-    from orderwatch.poll import utcnow
+    from orderwatch.sweep.poller import utcnow
 
     conf = _load(ctx)
     store = _open_store(ctx, conf, readonly=False)

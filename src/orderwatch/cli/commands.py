@@ -10,19 +10,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orderwatch import fetch
 from orderwatch.errors import SourceError, StoreError
-from orderwatch.poll import Poller, PollResult, Router
 from orderwatch.store import EventFilter, Store
+from orderwatch.sweep import fetch
+from orderwatch.sweep.poller import Poller, PollResult, Router
 
 if TYPE_CHECKING:
     from orderwatch.config import Config
-    from orderwatch.model import Event
+    from orderwatch.core.model import Event
 
 
 def router_for(conf: Config) -> Router:
     """The function that turns a poll's events into outbox rows, from the config's rules and channels."""
-    from orderwatch import rules
+    from orderwatch.core import rules
 
     digest_over = {name: ch.digest_over for name, ch in conf.channels.items()}
 
@@ -51,7 +51,7 @@ async def poll_once(
         results = await poller.poll_many(conf, names or None, dry_run=dry_run, full=full)
     delivery_failed = False
     if notify:
-        from orderwatch.deliver import Deliverer
+        from orderwatch.delivery.deliverer import Deliverer
 
         report = await Deliverer(store, conf).deliver_due()
         delivery_failed = report.failed > 0 or report.retrying > 0
@@ -105,7 +105,8 @@ async def check_sources(conf: Config) -> list[tuple[str, bool]]:
 
 async def check_channels(conf: Config) -> list[tuple[str, bool]]:
     """``check --notify``: send a test message to every channel; one line per URL, secrets masked."""
-    from orderwatch import notify, render
+    from orderwatch.core import render
+    from orderwatch.delivery import notify
 
     lines: list[tuple[str, bool]] = []
     notice = render.test_notice()

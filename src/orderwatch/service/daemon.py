@@ -29,21 +29,23 @@ import anyio.lowlevel
 import anyio.to_thread
 import structlog
 
-from orderwatch import fetch, health, sdnotify
-from orderwatch.app import router_for
+from orderwatch.cli.commands import router_for
+from orderwatch.core import health
 from orderwatch.errors import ConfigError, OrderwatchError, StoreError
-from orderwatch.log import register_secrets, scrub
-from orderwatch.metrics import Metrics
-from orderwatch.poll import Poller, PollResult, utcnow
 from orderwatch.sensitive import secrets_of
+from orderwatch.service import sdnotify
+from orderwatch.service.log import register_secrets, scrub
+from orderwatch.service.metrics import Metrics
 from orderwatch.store import Store
+from orderwatch.sweep import fetch
+from orderwatch.sweep.poller import Poller, PollResult, utcnow
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from orderwatch.config import Config, SourceConfig
 
-log = structlog.get_logger("orderwatch.daemon")
+log = structlog.get_logger("orderwatch.service.daemon")
 
 GRACE_PERIOD = 20.0  # seconds; below TimeoutStopSec=30s in deploy/orderwatch.service
 DELIVERY_STALL = 600.0  # a delivery step running longer than this stops the watchdog pings
@@ -183,7 +185,7 @@ class Daemon:
             log.error("store unavailable", error=str(exc))
 
     async def _start_metrics(self, tg: anyio.abc.TaskGroup, listen: str) -> None:
-        from orderwatch import metrics
+        from orderwatch.service import metrics
 
         try:
             host, port = await tg.start(metrics.serve, self.metrics, listen)
@@ -280,7 +282,7 @@ class Daemon:
     # ---- delivery ----------------------------------------------------------------------------------------------
 
     async def _delivery_loop(self) -> None:
-        from orderwatch.deliver import Deliverer
+        from orderwatch.delivery.deliverer import Deliverer
 
         while not self.stopping.is_set():
             self.delivery_started = time.monotonic()
@@ -332,7 +334,9 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: read the config again; keep the running one if the new one has any problem."""
-        from orderwatch import config, notify, render
+        from orderwatch import config
+        from orderwatch.core import render
+        from orderwatch.delivery import notify
 
         def load() -> Config:
             return config.load_config(

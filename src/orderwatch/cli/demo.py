@@ -49,9 +49,9 @@ format = "console"
 
 def run_demo(*, n_orders: int, every: float, interval: float, database: str | None) -> int:
     """Run the demo until Ctrl-C; returns the exit code."""
-    from orderwatch import log
     from orderwatch.config import load_config
-    from orderwatch.daemon import run_daemon
+    from orderwatch.service import log
+    from orderwatch.service.daemon import run_daemon
     from orderwatch.simulator import SimServer, Simulator, run_clock
 
     sim = Simulator(seed=7, ace_token="demo-ace-token", lsky_token="demo-lsky-token", max_page_size=50)
