@@ -14,8 +14,8 @@ from typing import Any, Final
 import orjson
 import structlog
 
-from orderwatch.config import SourceConfig
 from orderwatch.simulator import TRANSITIONS, Api, Simulator
+from orderwatch.sources import Source, make_source
 
 KIND: Final = {"ace": "acedata", "lsky": "lsky"}
 TOKEN: Final = {"ace": "ace-token", "lsky": "lsky-token"}  # the simulator's default (fake) tokens
@@ -92,9 +92,9 @@ def churn(sim: Simulator, api: Api, n: int, rng: random.Random) -> int:
     return n
 
 
-def source(api: Api, url: str, *, page_size: int = 100, name: str | None = None) -> SourceConfig:
+def source(api: Api, url: str, *, page_size: int = 100, name: str | None = None) -> Source:
     """A source for the simulated ``api`` at ``url``."""
-    return SourceConfig(
+    return make_source(
         name=name or api,
         kind=KIND[api],
         base_url=url,

@@ -22,11 +22,10 @@ import httpx
 import orjson
 from common import Timed, churn, emit, max_rss_mb, populate, quiet_logs, source, timed
 
-from orderwatch.config import SourceConfig
 from orderwatch.core.diff import diff
 from orderwatch.core.model import Observation, Order
 from orderwatch.simulator import Api, SimServer, Simulator
-from orderwatch.sources import ADAPTERS
+from orderwatch.sources import ADAPTERS, Source
 from orderwatch.store import Store
 from orderwatch.sweep.fetch import Clients
 from orderwatch.sweep.full import SnapshotSink
@@ -194,12 +193,12 @@ async def requests(api: Api, n: int, rounds: int, db: Path) -> dict[str, Any]:
 # ---- (c) one full poll against a bare client ---------------------------------------------------------------------
 
 
-async def bare_fetch(client: httpx.AsyncClient, src: SourceConfig, concurrency: int = 4) -> int:
+async def bare_fetch(client: httpx.AsyncClient, src: Source, concurrency: int = 4) -> int:
     """Fetch every page of the list and parse its JSON, nothing else (pages after the first ``concurrency`` at a
     time, like orderwatch's sweeps); returns the number of orders."""
     adapter = ADAPTERS[src.kind]
     assert src.token is not None
-    auth = {"Authorization": f"Bearer {src.token.get_secret_value()}"}
+    auth = {"Authorization": f"Bearer {src.token.reveal()}"}
 
     async def get(cursor: int) -> Any:
         req = adapter.list_request(src, cursor)

@@ -8,6 +8,7 @@ simulator's orders. Targeted tests use ``Scripted``, a loopback server that answ
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import random
@@ -481,7 +482,7 @@ async def test_max_pages_stops_the_sweep_without_inferring_absence(
     async with polling(conf) as poller:
         assert (await poller.poll(src, full=True)).baseline
         sim.add_ace(2)
-        capped = await poller.poll(src.model_copy(update={"max_pages": 2}), full=True)
+        capped = await poller.poll(dataclasses.replace(src, max_pages=2), full=True)
         stored = poller.store.snapshot("ace")
     assert not capped.ok and not capped.complete
     assert "stopped after max_pages (2) pages; raise sources.ace.max_pages" in (capped.error or "")

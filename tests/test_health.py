@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orderwatch.cli.status import COLUMNS, source_status
-from orderwatch.config import HealthConfig, load_config
-from orderwatch.core.health import assess, unhealthy
+from orderwatch.config import load_config
+from orderwatch.core.health import Thresholds, assess, unhealthy
 from orderwatch.store import SourceState, Store
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ def fail(store: Store, source: str, seconds: float, error: str = "HTTP 503 from 
 
 def test_alert_after_consecutive_failures(store: Store) -> None:
     """The alert comes with the Nth failure in a row, not before, and names the source and the last error."""
-    rules = HealthConfig(channel="ops", failures=3)
+    rules = Thresholds(failures=3)
     assert assess(fail(store, "ace", 0), rules, ok=False, now=at(0)) is None
     assert assess(fail(store, "ace", 30), rules, ok=False, now=at(30)) is None
     notice = assess(fail(store, "ace", 60), rules, ok=False, now=at(60))
@@ -52,7 +52,7 @@ def test_alert_after_consecutive_failures(store: Store) -> None:
 
 def test_one_alert_per_failing_streak(store: Store) -> None:
     """Once the alert is out (remembered in the database), further failures send nothing more."""
-    rules = HealthConfig(channel="ops", failures=1)
+    rules = Thresholds(failures=1)
     assert assess(fail(store, "ace", 0), rules, ok=False, now=at(0)) is not None
     store.set_alerted("ace", True)
     for second in (30, 60, 90):
@@ -61,7 +61,7 @@ def test_one_alert_per_failing_streak(store: Store) -> None:
 
 def test_alert_after_a_failing_duration(store: Store) -> None:
     """With health.after, a source failing that long is unhealthy even below the failure count."""
-    rules = HealthConfig(channel="ops", failures=100, after=60.0)
+    rules = Thresholds(failures=100, after=60.0)
     assert assess(fail(store, "ace", 0), rules, ok=False, now=at(0)) is None
     assert assess(fail(store, "ace", 59), rules, ok=False, now=at(59)) is None
     state = fail(store, "ace", 61)
@@ -73,7 +73,7 @@ def test_alert_after_a_failing_duration(store: Store) -> None:
 
 def test_recovery_once_after_an_alert(store: Store) -> None:
     """A success after an alert sends one recovery notice; a success without an alert sends nothing."""
-    rules = HealthConfig(channel="ops", failures=1)
+    rules = Thresholds(failures=1)
     failed = fail(store, "ace", 0)
     recovered = dataclasses.replace(failed, failures=0, failing_since=None, last_success_at=at(30))
     assert assess(recovered, rules, ok=True, now=at(30)) is None
@@ -85,7 +85,7 @@ def test_recovery_once_after_an_alert(store: Store) -> None:
 
 def test_auth_failure_says_what_to_fix(store: Store) -> None:
     """A rejected token counts as a failure, and its alert says which setting to fix."""
-    rules = HealthConfig(channel="ops", failures=1)
+    rules = Thresholds(failures=1)
     state = fail(store, "images", 0, "token rejected (401)")
     notice = assess(state, rules, ok=False, now=at(0), auth_failed=True)
     assert notice is not None

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from orderwatch.config import SourceConfig
 from orderwatch.core.model import Event
 from orderwatch.simulator import TRANSITIONS, Api, SimServer, Simulator
+from orderwatch.sources import Source, make_source
 from orderwatch.store import Store
 from orderwatch.sweep.fetch import Clients
 from orderwatch.sweep.poller import Poller, PollResult
@@ -42,7 +42,7 @@ class Watch:
 
     sim: Simulator
     api: Api
-    src: SourceConfig
+    src: Source
     full: Poller
     inc: Poller
 
@@ -73,8 +73,8 @@ class Watch:
         return state.last_full_at != state.last_poll_at
 
 
-def source(api: Api, url: str, page_size: int) -> SourceConfig:
-    return SourceConfig(name=api, kind=KIND[api], base_url=url, token=TOKEN[api], page_size=page_size, timeout=10.0)
+def source(api: Api, url: str, page_size: int) -> Source:
+    return make_source(name=api, kind=KIND[api], base_url=url, token=TOKEN[api], page_size=page_size, timeout=10.0)
 
 
 class WatchFactory:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from orderwatch.config import SourceConfig
+from orderwatch.sources import Source, make_source
 from orderwatch.store import Store
 from orderwatch.sweep import fetch
 from orderwatch.sweep.poller import BASELINE_TRIES, Poller
@@ -78,7 +78,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-async def poll(store: Store, src: SourceConfig, **kw: Any) -> Any:
+async def poll(store: Store, src: Source, **kw: Any) -> Any:
     async with fetch.clients() as pool:
         return await Poller(store, pool).poll(src, **kw)
 
@@ -87,7 +87,7 @@ async def poll(store: Store, src: SourceConfig, **kw: Any) -> Any:
 async def test_short_pages_in_the_middle_of_a_planned_sweep_lose_no_order(store: Store) -> None:
     """A server whose page sizes vary (10, then 7, then 10…) still yields every order, and a consistent sweep."""
     with QuirkyServer(lambda q: ace_page(ORDERS, q, lambda off: 7 if off % 20 == 10 else 10, len(ORDERS))) as srv:
-        src = SourceConfig(name="q", kind="acedata", base_url=srv.url, token="t", page_size=10)
+        src = make_source(name="q", kind="acedata", base_url=srv.url, token="t", page_size=10)
         result = await poll(store, src, full=True)
     assert result.ok
     assert result.consistent
@@ -98,7 +98,7 @@ async def test_short_pages_in_the_middle_of_a_planned_sweep_lose_no_order(store:
 async def test_an_api_without_a_count_is_paged_until_an_empty_page(store: Store) -> None:
     """With no `count`, paging goes on (page by page, by items received) until an empty page."""
     with QuirkyServer(lambda q: ace_page(ORDERS, q, lambda off: 8, None)) as srv:
-        src = SourceConfig(name="q", kind="acedata", base_url=srv.url, token="t", page_size=50)
+        src = make_source(name="q", kind="acedata", base_url=srv.url, token="t", page_size=50)
         result = await poll(store, src, full=True)
         assert srv.requests == 8  # 7 pages of up to 8 orders, then the empty one
     assert result.ok
@@ -111,7 +111,7 @@ async def test_a_count_that_never_adds_up_still_gets_a_baseline_after_a_few_swee
     events flow; nothing is ever reported vanished from such sweeps."""
     orders = [dict(o) for o in ORDERS]
     with QuirkyServer(lambda q: ace_page(orders, q, lambda off: 10, len(orders) + 5)) as srv:
-        src = SourceConfig(name="q", kind="acedata", base_url=srv.url, token="t", page_size=10)
+        src = make_source(name="q", kind="acedata", base_url=srv.url, token="t", page_size=10)
         for _ in range(BASELINE_TRIES - 1):
             assert not (await poll(store, src, full=True)).baseline
         assert (await poll(store, src, full=True)).baseline
@@ -145,7 +145,7 @@ async def test_lsky_pages_by_meta_or_by_next_links_alone(store: Store, with_meta
     """A clamped Laravel paginator is read to the end by meta.last_page, or by links.next when meta is missing."""
     orders = [{"trade_no": f"t{i:03}", "status": "unpaid"} for i in range(20)]
     with QuirkyServer(lambda q: lsky_page(orders, q, with_meta=with_meta)) as srv:
-        src = SourceConfig(name="l", kind="lsky", base_url=srv.url, token="t", page_size=100)
+        src = make_source(name="l", kind="lsky", base_url=srv.url, token="t", page_size=100)
         result = await poll(store, src, full=True)
     assert result.ok
     assert set(store.snapshot("l")) == {o["trade_no"] for o in orders}

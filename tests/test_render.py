@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from orderwatch.core import render
 from orderwatch.core.model import Event, canonical_json
+from orderwatch.sources import ADAPTERS
 
 # the order of the Ace Data Cloud seed document (000), as the API returns it
 ACE_ORDER: dict[str, Any] = {
@@ -64,9 +65,15 @@ def lsky_paid() -> Event:
     )  # fmt: skip
 
 
+def default(event: Event) -> render.Notice:
+    """The default notice of ``event``, with the display lines of its format's adapter."""
+    adapter = ADAPTERS["acedata" if event.source == "ace" else "lsky"]
+    return render.render_event(event, title=None, body=None, details=adapter.display(render.order_of(event)))
+
+
 def test_ace_default_title_and_body() -> None:
     """The default for an Ace order names source, short id, change, price in USD, credits, payment, link, times."""
-    notice = render.render_event(ace_expired(), title=None, body=None)
+    notice = default(ace_expired())
     assert notice.title == "[ace] order 3f2b8c1e… Pending → Expired"
     assert notice.fallback is None
     lines = notice.body.splitlines()
@@ -82,7 +89,7 @@ def test_ace_default_title_and_body() -> None:
 
 def test_lsky_default_shows_raw_states_yuan_and_product() -> None:
     """The default for a Lsky order shows raw states in brackets, the amount in CNY and the product name."""
-    notice = render.render_event(lsky_paid(), title=None, body=None)
+    notice = default(lsky_paid())
     assert notice.title == "[images] order 2024101513033419533_002 Pending → Paid"
     lines = notice.body.splitlines()
     assert "State: Pending [unpaid] → Paid [paid]" in lines
@@ -109,12 +116,12 @@ def test_numbers_as_strings_and_missing_product_name() -> None:
     """Prices given as strings show as written; a Lsky order without product name falls back to its snapshot."""
     ace = {**ACE_ORDER, "price": "49.90", "amount": "500", "pay_way": None, "pay_url": None}
     event = Event("ace", "short-id", "transition", "Pending", "Paid", "Pending", "Paid", DETECTED, canonical_json(ace))
-    lines = render.render_event(event, title=None, body=None).body.splitlines()
+    lines = default(event).body.splitlines()
     assert "Amount: 49.90 USD (500 credits)" in lines
     assert not any(line.startswith(("Payment:", "Link:")) for line in lines)
     lsky = {**LSKY_ORDER, "product": None, "amount": "12.5"}
     event = Event("images", "t1", "transition", "Pending", "Paid", "unpaid", "paid", DETECTED, canonical_json(lsky))
-    lines = render.render_event(event, title=None, body=None).body.splitlines()
+    lines = default(event).body.splitlines()
     assert "Amount: 12.5 CNY" in lines
     assert "Product: 测试套餐" in lines
 

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from orderwatch.core.model import CANONICAL_STATES, EVENT_KINDS, Event, EventKind
-from orderwatch.core.rules import Delivery, matches, route
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A rule as the config will give it (tuples of strings)."""
-
-    name: str
-    channels: tuple[str, ...]
-    events: tuple[str, ...] = ("transition",)
-    from_states: tuple[str, ...] = ()
-    to: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()
-    title: str | None = None
-    body: str | None = None
+from orderwatch.core.rules import Delivery, Rule, matches, route
 
 
 def transition(frm: str, to: str, source: str = "ace", order_id: str = "o1") -> Event:

@@ -8,6 +8,7 @@ they wrote, the notifications they sent, and the database files.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import stat
@@ -287,7 +288,7 @@ async def test_the_http_loop_refuses_before_sending_the_token(tmp_path: Path) ->
     """A source config that slipped past validation still never sends its token over http:// to a remote host."""
     url = "http://orders.example.invalid"  # never resolves: a request that got out would fail with another error
     allowed = load_config(remote_config(tmp_path / "r.toml", url, "allow_insecure_http = true\n"))
-    src = allowed.sources["ace"].model_copy(update={"allow_insecure_http": False})
+    src = dataclasses.replace(allowed.sources["ace"], allow_insecure_http=False)
     refused = r"refusing to send the token over plain http:// to orders\.example\.invalid; use https:// or set"
     async with fetch.clients() as pool:
         client = pool.for_source(src)

@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 
-from orderwatch.config import SourceConfig
 from orderwatch.core.fingerprints import FingerprintIndex, fingerprint, tag_of
 from orderwatch.core.model import Page
 from orderwatch.errors import ErrorBody, MalformedResponse
-from orderwatch.sources import ADAPTERS, acedata, lsky
+from orderwatch.sources import ADAPTERS, Source, acedata, lsky, make_source
 
 DATA = Path(__file__).parent / "data"
 
 
-def source(kind: str, **extra: Any) -> SourceConfig:
-    return SourceConfig(name="s", kind=kind, base_url="https://api.example.com", **extra)
+def source(kind: str, **extra: Any) -> Source:
+    return make_source(name="s", kind=kind, base_url="https://api.example.com", **extra)
 
 
 def body(doc: Any) -> bytes:
@@ -51,22 +50,23 @@ def test_lsky_seed_sample_parses_with_canonical_states_and_meta() -> None:
 
 def test_ace_request_sends_ordering_limit_offset_and_user_params_repeated() -> None:
     """Ace requests are newest first, with limit/offset and the user's params (lists repeated)."""
-    src = source("acedata", params={"state": ["Pending", "Paid"], "pay_way": "Stripe"}, page_size=50)
+    pairs = (("state", "Pending"), ("state", "Paid"), ("pay_way", "Stripe"))
+    src = source("acedata", params=pairs, page_size=50)
     req = acedata.list_request(src, 100)
     assert req.path == "/api/v1/orders/"
     assert req.params[:3] == (("limit", "50"), ("offset", "100"), ("ordering", "-created_at"))
     assert set(req.params[3:]) == {("state", "Pending"), ("state", "Paid"), ("pay_way", "Stripe")}
-    comma = acedata.list_request(source("acedata", params={"state": ["Pending", "Paid"]}, multi_value="comma"), 0)
+    comma = acedata.list_request(source("acedata", params=(("state", "Pending,Paid"),)), 0)
     assert ("state", "Pending,Paid") in comma.params
 
 
 def test_lsky_request_always_sorts_and_keeps_user_query_tokens() -> None:
     """Lsky requests send q=sort:latest (added to the user's own q tokens) and Accept: application/json."""
-    req = lsky.list_request(source("lsky", params={"q": "status:=:unpaid,paid"}), 3)
+    req = lsky.list_request(source("lsky", params=(("q", "status:=:unpaid,paid"),)), 3)
     assert dict(req.params)["q"] == "status:=:unpaid,paid sort:latest"
     assert dict(req.params)["page"] == "3"
     assert ("Accept", "application/json") in req.headers
-    own_sort = lsky.list_request(source("lsky", params={"q": "sort:oldest"}), 1)
+    own_sort = lsky.list_request(source("lsky", params=(("q", "sort:oldest"),)), 1)
     assert dict(own_sort.params)["q"] == "sort:oldest"
 
 

@@ -47,7 +47,7 @@ async def poller_on(store: Store) -> AsyncIterator[Poller]:
 
 async def poll_all(poller: Poller, conf: Config) -> list[PollResult]:
     """Full sweeps of every source."""
-    return await poller.poll_many(conf, full=True)
+    return await poller.poll_many(list(conf.sources.values()), full=True)
 
 
 def got(results: list[PollResult]) -> Expected:

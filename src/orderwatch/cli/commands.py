@@ -10,26 +10,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orderwatch.core.rules import router
 from orderwatch.errors import SourceError, StoreError
+from orderwatch.sources import adapter_for
 from orderwatch.store import EventFilter, Store
 from orderwatch.sweep import fetch
-from orderwatch.sweep.poller import Poller, PollResult, Router
+from orderwatch.sweep.poller import Poller, PollResult
 
 if TYPE_CHECKING:
     from orderwatch.config import Config
     from orderwatch.core.model import Event
-
-
-def router_for(conf: Config) -> Router:
-    """The function that turns a poll's events into outbox rows, from the config's rules and channels."""
-    from orderwatch.core import rules
-
-    digest_over = {name: ch.digest_over for name, ch in conf.channels.items()}
-
-    def route(events: Sequence[Event]) -> Sequence[rules.Delivery]:
-        return rules.route(events, conf.rules, digest_over) if conf.rules and events else ()
-
-    return route
 
 
 def dry_run_store(database: str) -> Store:
@@ -47,13 +37,15 @@ async def poll_once(
     Returns the poll results and whether any delivery failed.
     """
     async with fetch.clients() as pool:
-        poller = Poller(store, pool, router=router_for(conf))
-        results = await poller.poll_many(conf, names or None, dry_run=dry_run, full=full)
+        poller = Poller(store, pool, router=router(conf.rules, conf.channels))
+        chosen = [conf.sources[n] for n in names] if names else list(conf.sources.values())
+        results = await poller.poll_many(chosen, dry_run=dry_run, full=full)
     delivery_failed = False
     if notify:
         from orderwatch.delivery.deliverer import Deliverer
 
-        report = await Deliverer(store, conf).deliver_due()
+        deliverer = Deliverer(store, conf.channels, conf.rules, conf.delivery.retry, sources=conf.sources)
+        report = await deliverer.deliver_due()
         delivery_failed = report.failed > 0 or report.retrying > 0
     return results, delivery_failed
 
@@ -85,12 +77,10 @@ def follow_events(
 
 async def check_sources(conf: Config) -> list[tuple[str, bool]]:
     """``check --connect``: fetch one page from each source and report auth or shape problems."""
-    from orderwatch.sources import ADAPTERS
-
     lines: list[tuple[str, bool]] = []
     async with fetch.clients() as pool:
         for src in conf.sources.values():
-            adapter = ADAPTERS[src.kind]
+            adapter = adapter_for(src)
             req = adapter.list_request(src, adapter.first_cursor())
             try:
                 fetch.check_transport(src)
@@ -111,7 +101,7 @@ async def check_channels(conf: Config) -> list[tuple[str, bool]]:
     lines: list[tuple[str, bool]] = []
     notice = render.test_notice()
     for channel in conf.channels.values():
-        urls = [u.get_secret_value() for u in channel.urls]
+        urls = [u.reveal() for u in channel.urls]
         for result in await notify.send(urls, notice):
             masked = notify.mask_url(urls[result.index])
             if result.ok:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -43,7 +42,6 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
     logging set-up; their problems are one line on stderr.
     """
     from orderwatch import config as cfg
-    from orderwatch.sensitive import secrets_of
     from orderwatch.service import log
 
     obj = ctx.find_root().obj or {}
@@ -63,7 +61,7 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
         for problem in exc.problems:
             click.echo(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
         sys.exit(EXIT_USAGE)
-    log.register_secrets(secrets_of(conf))
+    log.register_secrets(cfg.secrets_of(conf))
     if logs:
         log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
     if conf.path is not None and cfg.readable_by_others(conf.path):
@@ -147,23 +145,23 @@ def _check_sources(conf: Config, names: tuple[str, ...]) -> None:
 
 def _iso_since(value: str) -> str:
     """``--since``: a duration back from now ("24h") or an ISO 8601 time, as the stored timestamp format."""
-    from orderwatch.config import parse_duration
+    from datetime import timedelta
+
+    from orderwatch import clock
+    from orderwatch.core.durations import parse_duration
 
     try:
         seconds = parse_duration(value)
     except ValueError:
         pass
     else:
-        return datetime.fromtimestamp(datetime.now(UTC).timestamp() - seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return clock.text(clock.now() - timedelta(seconds=seconds))
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return clock.text(clock.parse(value))
     except ValueError:
         raise click.BadParameter(
             f'expected a duration like "24h" or an ISO 8601 time, got {value!r}', param_hint="'--since'"
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 format_option = click.option(
@@ -459,12 +457,12 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
 @click.pass_context
 def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
     """Re-queue failed notifications (or the given IDS) to be delivered now."""
-    from orderwatch.sweep.poller import utcnow
+    from orderwatch import clock
 
     conf = _load(ctx)
     store = _open_store(ctx, conf, readonly=False)
     try:
-        count = store.requeue(ids, now=utcnow())
+        count = store.requeue(ids, now=clock.now_text())
     finally:
         store.close()
     click.echo(f"re-queued {count} notification(s)")

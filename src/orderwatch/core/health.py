@@ -9,14 +9,35 @@ alert go out once per failing streak, and the recovery notice once when the sour
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
-if TYPE_CHECKING:
-    from orderwatch.config import HealthConfig
-    from orderwatch.store import SourceState
+from orderwatch import clock
+from orderwatch.core.durations import approximate
 
 RULE = "health"  # the outbox ``rule`` of health notices
+
+
+class Streak(Protocol):
+    """What health needs of a source's bookkeeping (the store's ``SourceState`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def failures(self) -> int: ...  # failed polls in a row
+    @property
+    def failing_since(self) -> str | None: ...  # when the current failing streak began
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def alerted(self) -> bool: ...  # an alert is out for this streak
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """When a failing source is unhealthy: ``failures`` polls in a row, or (``after``) failing that many seconds."""
+
+    failures: int = 3
+    after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +50,14 @@ class HealthNotice:
     body: str
 
 
-def _parse(ts: str) -> datetime:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def failing_for(state: SourceState, now: str) -> float:
+def failing_for(state: Streak, now: str) -> float:
     """Seconds since the current failing streak of the source began (0 when it is not failing)."""
     if state.failing_since is None or state.failures == 0:
         return 0.0
-    return max(0.0, (_parse(now) - _parse(state.failing_since)).total_seconds())
+    return max(0.0, clock.seconds_between(state.failing_since, now))
 
 
-def unhealthy(state: SourceState, health: HealthConfig, now: str) -> bool:
+def unhealthy(state: Streak, health: Thresholds, now: str) -> bool:
     """True when the source's failing streak reached the configured threshold (failures or duration)."""
     if state.failures <= 0:
         return False
@@ -49,15 +66,7 @@ def unhealthy(state: SourceState, health: HealthConfig, now: str) -> bool:
     return health.after is not None and failing_for(state, now) >= health.after
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def assess(
-    state: SourceState, health: HealthConfig, *, ok: bool, now: str, auth_failed: bool = False
-) -> HealthNotice | None:
+def assess(state: Streak, health: Thresholds, *, ok: bool, now: str, auth_failed: bool = False) -> HealthNotice | None:
     """The notice to send after a poll of ``state.name`` (its row as updated by that poll), or None.
 
     ``ok`` is the poll's outcome; ``auth_failed`` marks a rejected token, which counts as a failure like any other
@@ -71,14 +80,14 @@ def assess(
             "recovery",
             name,
             f'orderwatch: source "{name}" recovered',
-            f'Source "{name}" was polled successfully again at {now[:19]}Z.',
+            f'Source "{name}" was polled successfully again at {clock.to_second(now)}.',
         )
     if state.alerted or not unhealthy(state, health, now):
         return None
-    since = state.failing_since[:19] + "Z" if state.failing_since else "the last poll"
+    since = clock.to_second(state.failing_since) or "the last poll"
     lines = [
         f'Source "{name}" failed {state.failures} poll(s) in a row'
-        f" (failing for {_duration(failing_for(state, now))}, since {since}).",
+        f" (failing for {approximate(failing_for(state, now))}, since {since}).",
         f"Last error: {state.last_error or 'unknown'}",
     ]
     if auth_failed:

@@ -135,35 +135,18 @@ def _change_line(event: Event) -> str:
     return f"{_state(event.from_state, event.raw_from)} {ARROW} {_state(event.to_state, event.raw_to)}"
 
 
-def _money_lines(order: Mapping[str, Any]) -> list[tuple[str, str | None]]:
-    """Amount, product and payment lines for the known API formats (Ace: USD + credits; Lsky: yuan)."""
-    if "trade_no" in order or "pay_method" in order or "product" in order:  # Lsky Pro+
-        amount = _get(order, "amount")
-        product = _get(order, "product", "name") or _get(order, "snapshot", "name")
-        return [
-            ("Amount", f"{amount} CNY" if amount else None),
-            ("Product", product),
-            ("Payment", _get(order, "pay_method")),
-        ]
-    price, amount = _get(order, "price"), _get(order, "amount")
-    if price is not None:  # Ace Data Cloud
-        credits = f" ({amount} credits)" if amount else ""
-        return [("Amount", f"{price} USD{credits}"), ("Payment", _get(order, "pay_way"))]
-    currency = _get(order, "currency")
-    return [
-        ("Amount", f"{amount} {currency}" if amount and currency else amount),
-        ("Payment", _get(order, "pay_way") or _get(order, "pay_method")),
-    ]
+Details = Sequence[tuple[str, str | None]]
 
 
-def _default_body(event: Event, order: Any) -> str:
-    """The default body: one ``Label: value`` line per known field; unknown or missing fields are left out."""
+def _default_body(event: Event, order: Any, details: Details) -> str:
+    """The default body: one ``Label: value`` line per known field; unknown or missing fields are left out.
+    ``details`` are the format's own lines (amount, product, payment), from its adapter."""
     fields: Mapping[str, Any] = order if isinstance(order, Mapping) else {}
     lines: list[tuple[str, str | None]] = [
         ("Source", _text(event.source)),
         ("Order", _text(event.order_id)),
         ("State", _change_line(event)),
-        *_money_lines(fields),
+        *((label, _text(value)) for label, value in details),
         ("Link", _get(fields, "pay_url")),
         ("Created", _get(fields, "created_at")),
         ("Paid", _get(fields, "paid_at")),
@@ -174,6 +157,14 @@ def _default_body(event: Event, order: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- public renderers
+
+
+def order_of(event: Event) -> Any:
+    """The order of ``event`` as the API returned it; ``{}`` when its stored copy cannot be read."""
+    try:
+        return event.order()
+    except ValueError:  # corrupt order_json (orjson.JSONDecodeError is a ValueError)
+        return {}
 
 
 def _context(event: Event) -> dict[str, Any]:
@@ -195,8 +186,9 @@ def _render_user(source: str, context: Mapping[str, Any]) -> tuple[str | None, s
     return text, None
 
 
-def render_event(event: Event, *, title: str | None, body: str | None) -> Notice:
-    """The notice for one event: the user's templates when given and they render, else the defaults."""
+def render_event(event: Event, *, title: str | None, body: str | None, details: Details = ()) -> Notice:
+    """The notice for one event: the user's templates when given and they render, else the defaults (with the
+    format's ``details`` lines)."""
     as_dict = _context(event)
     order = as_dict["order"]
     context = {"event": as_dict, "order": order}
@@ -216,7 +208,7 @@ def render_event(event: Event, *, title: str | None, body: str | None) -> Notice
         if problem is not None:
             problems.append(f"body template: {problem}")
     if body_text is None:
-        body_text = _default_body(event, order)
+        body_text = _default_body(event, order, details)
     return Notice(title=title_text, body=body_text.strip(), fallback="; ".join(problems) or None)
 
 

@@ -1,5 +1,8 @@
 """Routing: which events go to which channels, and when a channel gets one digest instead. Pure.
 
+``Rule`` and ``Channel`` are the configured values (built by ``orderwatch.config``); ``router(rules, channels)`` is
+the function a poll hands its events to.
+
 ``route(events, rules, digest_over)`` applies every rule to every event of one poll:
 
 - every matching rule fires, but an event goes to a channel at most once per call: the first matching rule in
@@ -10,31 +13,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, TypeAlias
 
 from orderwatch.core.model import Event
+from orderwatch.core.secret import Secret
 
 DIGEST_RULE: Final = "digest"
 DEFAULT_EVENTS: Final = ("transition",)
+DEFAULT_DIGEST_OVER: Final = 10
 
 
-class RuleLike(Protocol):
-    """What routing needs of a configured rule (``orderwatch.config.RuleConfig`` fits)."""
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ``[[rules]]`` table: which events go to which channels. Empty ``from_states``/``to``/``sources``: any."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def events(self) -> Sequence[str]: ...
-    @property
-    def from_states(self) -> Sequence[str]: ...
-    @property
-    def to(self) -> Sequence[str]: ...
-    @property
-    def sources(self) -> Sequence[str]: ...
-    @property
-    def channels(self) -> Sequence[str]: ...
+    name: str
+    channels: tuple[str, ...]
+    events: tuple[str, ...] = DEFAULT_EVENTS
+    from_states: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    title: str | None = None  # Jinja2 templates; None: the default text
+    body: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One ``[channels.NAME]`` table: a named set of apprise URLs (secret: they hold tokens and passwords)."""
+
+    name: str
+    urls: tuple[Secret, ...]
+    digest_over: int = DEFAULT_DIGEST_OVER
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +68,7 @@ def _state_in(state: str | None, wanted: Sequence[str]) -> bool:
     return any(folded == w.casefold() for w in wanted)
 
 
-def matches(rule: RuleLike, event: Event) -> bool:
+def matches(rule: Rule, event: Event) -> bool:
     """True when ``rule`` selects ``event``.
 
     The kind must be in ``rule.events`` (empty: transitions only, the documented default), the source in
@@ -76,7 +87,7 @@ def matches(rule: RuleLike, event: Event) -> bool:
     return _state_in(from_state, rule.from_states) and _state_in(to_state, rule.to)
 
 
-def route(events: Sequence[Event], rules: Sequence[RuleLike], digest_over: Mapping[str, int]) -> list[Delivery]:
+def route(events: Sequence[Event], rules: Sequence[Rule], digest_over: Mapping[str, int]) -> list[Delivery]:
     """The deliveries for one poll's ``events``: in event order, and for one event in rule and channel order (a
     digest takes the place of its first event)."""
     # channel -> [(event index, position among that event's channels, rule name)]
@@ -103,3 +114,24 @@ def route(events: Sequence[Event], rules: Sequence[RuleLike], digest_over: Mappi
             ordered.append((index, position, Delivery(channel, rule_name, (index,), digest=False)))
     ordered.sort(key=lambda item: (item[0], item[1]))
     return [delivery for _, _, delivery in ordered]
+
+
+Router: TypeAlias = Callable[[Sequence[Event]], Sequence[Delivery]]
+
+
+def no_routes(events: Sequence[Event]) -> Sequence[Delivery]:
+    """A router that sends nothing (no rules configured)."""
+    return ()
+
+
+def router(rules: Sequence[Rule], channels: Mapping[str, Channel]) -> Router:
+    """The function that turns one poll's events into deliveries, for these rules and channels."""
+    if not rules:
+        return no_routes
+    chosen = tuple(rules)
+    digest_over = {name: channel.digest_over for name, channel in channels.items()}
+
+    def route_events(events: Sequence[Event]) -> Sequence[Delivery]:
+        return route(events, chosen, digest_over) if events else ()
+
+    return route_events

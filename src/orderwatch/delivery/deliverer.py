@@ -9,33 +9,27 @@ only if the process dies between a send and its mark.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import structlog
 
+from orderwatch import clock
 from orderwatch.core import render
+from orderwatch.core.backoff import RetryPolicy, backoff
+from orderwatch.core.model import Event
+from orderwatch.core.rules import Channel, Rule
 from orderwatch.delivery import notify
-from orderwatch.sweep.poller import utcnow
+from orderwatch.sources import Source, adapter_for
 
 if TYPE_CHECKING:
-    from orderwatch.config import Config
     from orderwatch.store import OutboxRow, Store
 
 log = structlog.get_logger("orderwatch.delivery.deliverer")
 LEASE = timedelta(minutes=5)
-
-
-def _parse(ts: str) -> datetime:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def _fmt(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +41,41 @@ class DeliveryReport:
     failed: int = 0
 
 
-def backoff(attempts: int, initial: float, maximum: float, rng: Callable[[], float] = random.random) -> float:
-    """Seconds before retry number ``attempts`` (1-based): ``initial`` doubling, capped, with ±20 % jitter."""
-    base = min(maximum, initial * 2.0 ** max(0, attempts - 1))
-    return base * (0.8 + 0.4 * rng())
+def details_for(sources: Mapping[str, Source]) -> Callable[[Event, Any], render.Details]:
+    """The format's own lines of an order (amount, product, payment), asked of the adapter of its source; none for
+    a source no longer configured."""
+
+    def details(event: Event, order: Any) -> render.Details:
+        src = sources.get(event.source)
+        return adapter_for(src).display(order) if src is not None else ()
+
+    return details
 
 
 class Deliverer:
-    """Delivers the outbox of one store with the channels and rules of one config."""
+    """Delivers the outbox of one store through these channels, with these rules' templates and this back-off."""
 
-    def __init__(self, store: Store, conf: Config, *, now: Callable[[], str] = utcnow) -> None:
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Channel],
+        rules: Sequence[Rule] = (),
+        retry: RetryPolicy | None = None,
+        *,
+        sources: Mapping[str, Source] | None = None,
+        now: Callable[[], str] = clock.now_text,
+    ) -> None:
         self.store = store
-        self.conf = conf
+        self.channels = channels
+        self.rules = {rule.name: rule for rule in rules}
+        self.retry = retry or RetryPolicy()
+        self.details = details_for(sources or {})
         self.now = now
 
     async def deliver_due(self, limit: int = 100) -> DeliveryReport:
         """Deliver every due row (at most ``limit``); never raises for a failing channel."""
         now = self.now()
-        lease = _fmt(_parse(now) + LEASE)
+        lease = clock.text(clock.parse(now) + LEASE)
         rows = await anyio.to_thread.run_sync(lambda: self.store.claim_due(now=now, lease_until=lease, limit=limit))
         sent = retrying = failed = 0
         for row in rows:
@@ -82,20 +93,26 @@ class Deliverer:
             return None
         if row.digest:
             return render.render_digest(events)
-        rule = next((r for r in self.conf.rules if r.name == row.rule), None)
-        notice = render.render_event(events[0], title=rule.title if rule else None, body=rule.body if rule else None)
+        rule = self.rules.get(row.rule)
+        event = events[0]
+        notice = render.render_event(
+            event,
+            title=rule.title if rule else None,
+            body=rule.body if rule else None,
+            details=self.details(event, render.order_of(event)),
+        )
         if notice.fallback:
             log.warning("template failed; default used", rule=row.rule, outbox_id=row.id, reason=notice.fallback)
         return notice
 
     async def _deliver(self, row: OutboxRow) -> str:
-        channel = self.conf.channels.get(row.channel)
+        channel = self.channels.get(row.channel)
         if channel is None:
             return await self._give_up(row, f'channel "{row.channel}" is no longer configured', row.done_urls)
         notice = await anyio.to_thread.run_sync(self._notice, row)
         if notice is None:
             return await self._give_up(row, "its events are no longer in the database", row.done_urls)
-        urls = [u.get_secret_value() for u in channel.urls]
+        urls = [u.reveal() for u in channel.urls]
         results = await notify.send(urls, notice, skip=row.done_urls)
         done = set(row.done_urls) | {r.index for r in results if r.ok}
         failures = [r for r in results if not r.ok]
@@ -106,12 +123,11 @@ class Deliverer:
         reason = "; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in failures)
         if all(r.permanent for r in failures):
             return await self._give_up(row, f"permanent failure: {reason}", done)
-        conf = self.conf.delivery
-        now = _parse(self.now())
-        if now - _parse(row.created_at) >= timedelta(seconds=conf.give_up_after):
+        now = clock.parse(self.now())
+        if clock.seconds_between(row.created_at, now) >= self.retry.give_up_after:
             return await self._give_up(row, f"gave up after {row.attempts + 1} attempts: {reason}", done)
-        delay = backoff(row.attempts + 1, conf.retry_initial, conf.retry_max)
-        next_at = _fmt(now + timedelta(seconds=delay))
+        delay = backoff(row.attempts + 1, self.retry)
+        next_at = clock.text(now + timedelta(seconds=delay))
         await anyio.to_thread.run_sync(
             lambda: self.store.mark_retry(row.id, next_at=next_at, error=reason, done_urls=sorted(done))
         )

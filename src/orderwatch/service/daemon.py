@@ -29,21 +29,23 @@ import anyio.lowlevel
 import anyio.to_thread
 import structlog
 
-from orderwatch.cli.commands import router_for
+from orderwatch import clock
+from orderwatch.config import secrets_of
 from orderwatch.core import health
+from orderwatch.core.rules import router
 from orderwatch.errors import ConfigError, OrderwatchError, StoreError
-from orderwatch.sensitive import secrets_of
 from orderwatch.service import sdnotify
 from orderwatch.service.log import register_secrets, scrub
 from orderwatch.service.metrics import Metrics
 from orderwatch.store import Store
 from orderwatch.sweep import fetch
-from orderwatch.sweep.poller import Poller, PollResult, utcnow
+from orderwatch.sweep.poller import Poller, PollResult
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from orderwatch.config import Config, SourceConfig
+    from orderwatch.config import Config
+    from orderwatch.sources import Source
 
 log = structlog.get_logger("orderwatch.service.daemon")
 
@@ -67,7 +69,7 @@ def run_daemon(conf: Config, *, config_path: str | None, database: str | None, g
 
 
 def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if when else None
+    return clock.text(when) if when else None
 
 
 class Daemon:
@@ -109,7 +111,7 @@ class Daemon:
         self._store = await anyio.to_thread.run_sync(Store.open, path)
         try:
             async with fetch.clients() as pool:
-                self._poller = Poller(self.store, pool, router=router_for(self.conf))
+                self._poller = Poller(self.store, pool, router=router(self.conf.rules, self.conf.channels))
                 await self._serve()
         finally:
             await anyio.to_thread.run_sync(self._forget_schedule)
@@ -196,7 +198,7 @@ class Daemon:
 
     # ---- scheduling --------------------------------------------------------------------------------------------
 
-    def _schedule(self, src: SourceConfig) -> None:
+    def _schedule(self, src: Source) -> None:
         """(Re)schedule the job of ``src``: first poll now, then every interval plus up to ``jitter`` seconds."""
         from apscheduler.triggers.interval import IntervalTrigger
 
@@ -253,7 +255,7 @@ class Daemon:
                 log.warning("source unhealthy: alert sent", source=name, channel=self.conf.health.channel)
             else:
                 log.info("source recovered", source=name, channel=self.conf.health.channel)
-        stamp = utcnow()[11:19]
+        stamp = clock.time_of_day(clock.now())
         if result.ok:
             self.last_polls[name] = f"{name} ok {stamp} ({result.orders} orders, {len(result.events)} events)"
         else:
@@ -262,13 +264,13 @@ class Daemon:
 
     def _bookkeep(self, result: PollResult, next_at: str | None) -> health.HealthNotice | None:
         """In a worker thread: remember the next poll, decide on health, queue the health notice if any."""
-        store, conf, now = self.store, self.conf, utcnow()
+        store, conf, now = self.store, self.conf, clock.now_text()
         try:
             store.set_next_poll(result.source, next_at)
             state = store.source_state(result.source)
             if state is None:
                 return None
-            notice = health.assess(state, conf.health, ok=result.ok, now=now, auth_failed=result.auth_failed)
+            notice = health.assess(state, conf.health.thresholds, ok=result.ok, now=now, auth_failed=result.auth_failed)
             if notice is None:
                 return None
             if conf.health.channel is not None:
@@ -287,7 +289,9 @@ class Daemon:
         while not self.stopping.is_set():
             self.delivery_started = time.monotonic()
             try:
-                report = await Deliverer(self.store, self.conf).deliver_due()
+                conf = self.conf
+                deliverer = Deliverer(self.store, conf.channels, conf.rules, conf.delivery.retry, sources=conf.sources)
+                report = await deliverer.deliver_due()
                 self.metrics.observe_delivery(report)
                 self.metrics.outbox_depth = await anyio.to_thread.run_sync(self.store.outbox_depth)
             except OrderwatchError as exc:
@@ -352,7 +356,7 @@ class Daemon:
         register_secrets(secrets_of(new))
         old, self.conf = self.conf, new
         if self._poller is not None:
-            self._poller.router = router_for(new)
+            self._poller.router = router(new.rules, new.channels)
         for what, before, after in (
             ("database", old.database, new.database),
             ("metrics.listen", old.metrics.listen, new.metrics.listen),

@@ -1,55 +1,37 @@
-"""Source adapters: one small, pure module per API format. ``ADAPTERS`` maps a config ``kind`` to its module.
+"""Source adapters: one small, pure module per API format, each exporting its ``Adapter``.
 
-An adapter builds requests and parses answers; it never performs I/O. To add a format, write a module with the
-functions of ``Adapter`` and add one line to ``ADAPTERS``.
+An adapter builds requests and parses answers; it never performs I/O. To add a format, write a module that builds
+an ``Adapter`` and add one line to ``ADAPTERS``. Everything outside this package asks the adapter (``adapter_for``)
+about the format: its states, filters, creation times and how an order reads to people.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Final
 
+from orderwatch.core.secret import Secret
 from orderwatch.sources import acedata, lsky
-from orderwatch.sources._types import Request, Skip
+from orderwatch.sources.spec import Adapter, Request, Skip, Source
 
-if TYPE_CHECKING:
-    from orderwatch.config import SourceConfig
-    from orderwatch.core.model import Order, Page
+ADAPTERS: Final[Mapping[str, Adapter]] = {"acedata": acedata.ADAPTER, "lsky": lsky.ADAPTER}
 
 
-class Adapter(Protocol):
-    """What every source module provides. ``cursor`` is the adapter's own paging position (offset or page)."""
-
-    @property
-    def RAW_STATES(self) -> tuple[str, ...]: ...  # the states as the API spells them (for its filters)
-    @property
-    def DEFAULT_STATES(self) -> Mapping[str, str]: ...  # raw state (case-folded) → canonical state
-    @property
-    def OPEN_STATES(self) -> tuple[str, ...]: ...  # canonical states an order can still leave (incremental polls)
-    @property
-    def KEY_FIELD(self) -> str: ...
-    @property
-    def STATE_FIELD(self) -> str: ...
-
-    def list_request(
-        self, src: SourceConfig, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
-    ) -> Request: ...
-
-    def first_cursor(self) -> int: ...
-
-    def plan(self, first: Page, cursor: int) -> list[int]: ...
-
-    def next_cursor(self, cursor: int, page: Page, page_size: int) -> int | None: ...
-
-    def parse_list(self, src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page: ...
-
-    def detail_request(self, src: SourceConfig, key: str) -> Request: ...
-
-    def parse_detail(self, src: SourceConfig, body: bytes) -> Order: ...
-
-    def describe_error(self, body: bytes) -> str | None: ...
+def adapter_for(src: Source) -> Adapter:
+    """The adapter of ``src``'s format."""
+    return ADAPTERS[src.kind]
 
 
-__all__ = ["ADAPTERS", "Adapter", "Request", "Skip"]
+def make_source(name: str, kind: str, base_url: str, **settings: Any) -> Source:
+    """A ``Source`` as the config would build it: the adapter's default states merged under ``states`` (keys
+    case-folded) and its open states unless ``open_states`` is given. ``KeyError`` for an unknown ``kind``."""
+    adapter = ADAPTERS[kind]
+    if isinstance(settings.get("token"), str):
+        settings["token"] = Secret(settings["token"])
+    states = {**adapter.default_states, **{k.casefold(): v for k, v in dict(settings.pop("states", {})).items()}}
+    src = Source(name=name, kind=kind, base_url=base_url.rstrip("/"), states=states, **settings)
+    return src if src.open_states else replace(src, open_states=adapter.open_states)
 
-ADAPTERS: Final[Mapping[str, Adapter]] = {"acedata": acedata, "lsky": lsky}
+
+__all__ = ["ADAPTERS", "Adapter", "Request", "Skip", "Source", "adapter_for", "make_source"]

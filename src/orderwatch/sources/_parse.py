@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from orderwatch.core.model import Order, Page, canonical_json, canonical_state
 from orderwatch.errors import MalformedResponse
-
-if TYPE_CHECKING:
-    from orderwatch.config import SourceConfig
-    from orderwatch.sources._types import Skip
+from orderwatch.sources.spec import Skip, Source
 
 # orjson reads integers beyond 64 bits (-2**63 .. 2**64-1) as rounded floats; such a number has 19 digits or more.
 # A regex over a whole page costs several times orjson's parse, so one byte translation screens instead: digits
@@ -32,7 +29,7 @@ def has_long_int(body: bytes) -> bool:
     return _LONG_NUMBER in screened or screened.startswith(_LONG_NUMBER[1:])
 
 
-def decode(src: SourceConfig, body: bytes, *, screen: bool = True) -> Any:
+def decode(src: Source, body: bytes, *, screen: bool = True) -> Any:
     """The JSON value of ``body``; a ``MalformedResponse`` that says what came instead. ``screen=False`` skips the
     check for integers orjson would round (see ``needs_exact_parse``)."""
     try:
@@ -53,7 +50,7 @@ def decode(src: SourceConfig, body: bytes, *, screen: bool = True) -> Any:
     return doc
 
 
-def parse_page(src: SourceConfig, body: bytes, skip: Skip | None, page_of: Callable[[Any, Skip | None], Page]) -> Page:
+def parse_page(src: Source, body: bytes, skip: Skip | None, page_of: Callable[[Any, Skip | None], Page]) -> Page:
     """The page ``page_of`` makes of the JSON of ``body``, with integers beyond 64 bits exact.
 
     Without ``skip``, the body is screened for such integers before it is parsed (``decode``). A sweep with a
@@ -81,7 +78,7 @@ def scalar_text(value: Any) -> str | None:
     return None
 
 
-def build_order(src: SourceConfig, item: Any, key_field: str, state_field: str, where: str) -> Order:
+def build_order(src: Source, item: Any, key_field: str, state_field: str, where: str) -> Order:
     """An ``Order`` from one list item; ``MalformedResponse`` when it has no usable key or state."""
     if not isinstance(item, Mapping):
         raise MalformedResponse(src.name, f"{where} is a {type(item).__name__}, expected an object")
@@ -98,7 +95,7 @@ def build_order(src: SourceConfig, item: Any, key_field: str, state_field: str, 
 
 
 def build_orders(
-    src: SourceConfig, items: list[Any], key_field: str, state_field: str, skip: Skip | None = None
+    src: Source, items: list[Any], key_field: str, state_field: str, skip: Skip | None = None
 ) -> tuple[tuple[Order, ...], int]:
     """The ``Order`` of each list item (``build_order``'s checks, with a fast path for the usual item: a JSON object
     whose key and state are non-blank strings), and how many items ``skip`` took as unchanged (left out). Its
@@ -163,3 +160,27 @@ def describe_error(body: bytes) -> str | None:
         return error_text(orjson.loads(body))
     except orjson.JSONDecodeError:
         return None
+
+
+def text_at(order: Any, *path: str) -> str | None:
+    """The value at ``path`` in ``order`` (nested objects) as text for people: numbers without float noise, strings
+    on one line; None for a missing, empty or structured value."""
+    value: Any = order
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    if value is None or isinstance(value, dict | list | tuple):
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    shown = " ".join(str(value).split())
+    return shown or None
+
+
+def created_at(order: Any) -> str | None:
+    """The order's ``created_at`` as the API wrote it (both seed APIs use ISO 8601 in UTC), if it has one."""
+    value = order.get("created_at") if isinstance(order, Mapping) else None
+    return value if isinstance(value, str) else None

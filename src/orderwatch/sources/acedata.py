@@ -7,16 +7,13 @@ the number of items received, because the server may clamp ``limit`` silently. P
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from orderwatch.core.model import CANONICAL_STATES, Order, Page
 from orderwatch.errors import ErrorBody, MalformedResponse
 from orderwatch.sources import _parse
-from orderwatch.sources._types import Request, Skip
-
-if TYPE_CHECKING:
-    from orderwatch.config import SourceConfig
+from orderwatch.sources.spec import Adapter, Request, Skip, Source
 
 RAW_STATES: Final = ("Pending", "Paid", "Finished", "Expired", "Failed", "Refunded")  # as the API spells them
 DEFAULT_STATES: Final[Mapping[str, str]] = {s.casefold(): s for s in CANONICAL_STATES}
@@ -33,9 +30,7 @@ def first_cursor() -> int:
     return 0
 
 
-def list_request(
-    src: SourceConfig, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
-) -> Request:
+def list_request(src: Source, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()) -> Request:
     """The list request at offset ``cursor``, newest first unless the user's params choose an ordering.
 
     ``states`` (raw states) filters the list: repeated ``state`` parameters, or one comma-separated value when the
@@ -71,12 +66,12 @@ def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
     return nxt
 
 
-def parse_list(src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page:
+def parse_list(src: Source, body: bytes, *, skip: Skip | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not ``{count, items|results}``."""
     return _parse.parse_page(src, body, skip, lambda doc, skip: _page(src, doc, skip))
 
 
-def _page(src: SourceConfig, doc: object, skip: Skip | None) -> Page:
+def _page(src: Source, doc: object, skip: Skip | None) -> Page:
     if not isinstance(doc, Mapping):
         raise MalformedResponse(src.name, f"answer is a JSON {type(doc).__name__}, expected an object")
     items = doc.get("items", doc.get("results"))
@@ -91,12 +86,12 @@ def _page(src: SourceConfig, doc: object, skip: Skip | None) -> Page:
     return Page(orders=orders, total=_parse.int_or_none(doc.get("count")), skipped=skipped)
 
 
-def detail_request(src: SourceConfig, key: str) -> Request:
+def detail_request(src: Source, key: str) -> Request:
     """The detail request for one order."""
     return Request(f"{LIST_PATH}{quote(key, safe='')}", (), _HEADERS)
 
 
-def parse_detail(src: SourceConfig, body: bytes) -> Order:
+def parse_detail(src: Source, body: bytes) -> Order:
     """The order of a detail answer (bare, or wrapped in ``data``)."""
     doc = _parse.decode(src, body)
     if isinstance(doc, Mapping) and KEY_FIELD not in doc and isinstance(doc.get("data"), Mapping):
@@ -104,4 +99,35 @@ def parse_detail(src: SourceConfig, body: bytes) -> Order:
     return _parse.build_order(src, doc, KEY_FIELD, STATE_FIELD, "the detail answer")
 
 
-describe_error = _parse.describe_error
+def filters_state(params: Sequence[tuple[str, str]]) -> bool:
+    """True when the user's own params filter by state (an open-state filter would replace theirs)."""
+    return any(k == "state" for k, _ in params)
+
+
+def display(order: Any) -> list[tuple[str, str | None]]:
+    """Price (USD) with the credits bought, and the payment method."""
+    price, amount = _parse.text_at(order, "price"), _parse.text_at(order, "amount")
+    credits = f" ({amount} credits)" if amount else ""
+    shown = f"{price} USD{credits}" if price is not None else None
+    return [("Amount", shown), ("Payment", _parse.text_at(order, "pay_way"))]
+
+
+ADAPTER: Final = Adapter(
+    kind="acedata",
+    raw_states=RAW_STATES,
+    default_states=DEFAULT_STATES,
+    open_states=OPEN_STATES,
+    key_field=KEY_FIELD,
+    state_field=STATE_FIELD,
+    first_cursor=first_cursor,
+    list_request=list_request,
+    plan=plan,
+    next_cursor=next_cursor,
+    parse_list=parse_list,
+    detail_request=detail_request,
+    parse_detail=parse_detail,
+    describe_error=_parse.describe_error,
+    created_at=_parse.created_at,
+    filters_state=filters_state,
+    display=display,
+)

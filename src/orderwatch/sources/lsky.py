@@ -7,16 +7,13 @@ There is no default ORDER BY, so every request sends ``q=sort:latest``. Pure: bu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from orderwatch.core.model import Order, Page
 from orderwatch.errors import ErrorBody, MalformedResponse
 from orderwatch.sources import _parse
-from orderwatch.sources._types import Request, Skip
-
-if TYPE_CHECKING:
-    from orderwatch.config import SourceConfig
+from orderwatch.sources.spec import Adapter, Request, Skip, Source
 
 RAW_STATES: Final = ("unpaid", "paid", "cancelled")  # as the API spells them
 DEFAULT_STATES: Final[Mapping[str, str]] = {"unpaid": "Pending", "paid": "Paid", "cancelled": "Cancelled"}
@@ -33,7 +30,7 @@ def first_cursor() -> int:
     return 1
 
 
-def _query(src: SourceConfig, states: Sequence[str]) -> str:
+def _query(src: Source, states: Sequence[str]) -> str:
     """The ``q`` parameter: the user's tokens, a ``status:=:`` filter for ``states``, and ``sort:latest`` unless
     the user chose a sort."""
     tokens = [t for k, v in src.params if k == "q" for t in v.split()]
@@ -45,9 +42,7 @@ def _query(src: SourceConfig, states: Sequence[str]) -> str:
     return " ".join(tokens)
 
 
-def list_request(
-    src: SourceConfig, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
-) -> Request:
+def list_request(src: Source, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()) -> Request:
     """The list request for page ``cursor``; ``states`` (raw statuses) filters it."""
     user = tuple((k, v) for k, v in src.params if k not in _OURS and k != "q")
     size = min(page_size or src.page_size, 9999)
@@ -73,7 +68,7 @@ def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
     return cursor + 1
 
 
-def _unwrap(src: SourceConfig, doc: object) -> Mapping[str, object]:
+def _unwrap(src: Source, doc: object) -> Mapping[str, object]:
     """The ``data`` member of a success envelope; ``ErrorBody`` for ``status != "success"``."""
     if not isinstance(doc, Mapping):
         raise MalformedResponse(src.name, f"answer is a JSON {type(doc).__name__}, expected an object")
@@ -89,12 +84,12 @@ def _unwrap(src: SourceConfig, doc: object) -> Mapping[str, object]:
     return data
 
 
-def parse_list(src: SourceConfig, body: bytes, *, skip: Skip | None = None) -> Page:
+def parse_list(src: Source, body: bytes, *, skip: Skip | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not the paginator envelope."""
     return _parse.parse_page(src, body, skip, lambda doc, skip: _page(src, doc, skip))
 
 
-def _page(src: SourceConfig, doc: object, skip: Skip | None) -> Page:
+def _page(src: Source, doc: object, skip: Skip | None) -> Page:
     data = _unwrap(src, doc)
     items = data.get("data")
     if not isinstance(items, list):
@@ -119,14 +114,48 @@ def _page(src: SourceConfig, doc: object, skip: Skip | None) -> Page:
     )
 
 
-def detail_request(src: SourceConfig, key: str) -> Request:
+def detail_request(src: Source, key: str) -> Request:
     """The detail request for one order."""
     return Request(f"{LIST_PATH}/{quote(key, safe='')}", (), _HEADERS)
 
 
-def parse_detail(src: SourceConfig, body: bytes) -> Order:
+def parse_detail(src: Source, body: bytes) -> Order:
     """The order of a detail answer ``{status, data: {...order...}}``."""
     return _parse.build_order(src, _unwrap(src, _parse.decode(src, body)), KEY_FIELD, STATE_FIELD, "the detail answer")
 
 
-describe_error = _parse.describe_error
+def filters_state(params: Sequence[tuple[str, str]]) -> bool:
+    """True when the user's own ``q`` already filters by status (an open-state filter would replace theirs)."""
+    return any(k == "q" and "status:" in v for k, v in params)
+
+
+def display(order: Any) -> list[tuple[str, str | None]]:
+    """The amount (yuan), the product bought, and the payment method."""
+    amount = _parse.text_at(order, "amount")
+    product = _parse.text_at(order, "product", "name") or _parse.text_at(order, "snapshot", "name")
+    return [
+        ("Amount", f"{amount} CNY" if amount else None),
+        ("Product", product),
+        ("Payment", _parse.text_at(order, "pay_method")),
+    ]
+
+
+ADAPTER: Final = Adapter(
+    kind="lsky",
+    raw_states=RAW_STATES,
+    default_states=DEFAULT_STATES,
+    open_states=OPEN_STATES,
+    key_field=KEY_FIELD,
+    state_field=STATE_FIELD,
+    first_cursor=first_cursor,
+    list_request=list_request,
+    plan=plan,
+    next_cursor=next_cursor,
+    parse_list=parse_list,
+    detail_request=detail_request,
+    parse_detail=parse_detail,
+    describe_error=_parse.describe_error,
+    created_at=_parse.created_at,
+    filters_state=filters_state,
+    display=display,
+)

@@ -20,12 +20,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
-import orjson
 import stamina
 
 from orderwatch import __version__
@@ -37,10 +36,7 @@ from orderwatch.errors import (
     SourceError,
     TransportError,
 )
-from orderwatch.sources import ADAPTERS, Adapter, Request, Skip
-
-if TYPE_CHECKING:
-    from orderwatch.config import SourceConfig
+from orderwatch.sources import Adapter, Request, Skip, Source, adapter_for
 
 USER_AGENT = f"orderwatch/{__version__}"
 RETRY_ATTEMPTS = 4
@@ -59,7 +55,7 @@ class Clients:
 
     _clients: dict[str | None, httpx.AsyncClient] = field(default_factory=dict)
 
-    def for_source(self, src: SourceConfig) -> httpx.AsyncClient:
+    def for_source(self, src: Source) -> httpx.AsyncClient:
         """The client to use for ``src`` (TLS verification always on; ``ca_bundle`` when set)."""
         key = str(src.ca_bundle) if src.ca_bundle else None
         client = self._clients.get(key)
@@ -99,7 +95,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_transport(src: SourceConfig) -> None:
+def check_transport(src: Source) -> None:
     """Refuse to send a bearer token over plain HTTP to a non-loopback host unless the source allows it."""
     parts = urlsplit(src.base_url)
     if (
@@ -131,7 +127,7 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _status_error(src: SourceConfig, adapter: Adapter, resp: httpx.Response, body: bytes) -> SourceError:
+def _status_error(src: Source, adapter: Adapter, resp: httpx.Response, body: bytes) -> SourceError:
     status = resp.status_code
     detail = adapter.describe_error(body)
     said = f": {detail}" if detail else ""
@@ -149,11 +145,11 @@ def _status_error(src: SourceConfig, adapter: Adapter, resp: httpx.Response, bod
     )
 
 
-async def _send(client: httpx.AsyncClient, src: SourceConfig, req: Request, tally: Tally) -> tuple[int, bytes]:
+async def _send(client: httpx.AsyncClient, src: Source, req: Request, tally: Tally) -> tuple[int, bytes]:
     """One GET; returns (status, body) with the body capped at ``max_response_bytes``."""
     headers = dict(req.headers)
     if src.token is not None:
-        headers["Authorization"] = f"Bearer {src.token.get_secret_value()}"
+        headers["Authorization"] = f"Bearer {src.token.reveal()}"
     tally.requests += 1
     cap = src.max_response_bytes
     try:
@@ -174,7 +170,7 @@ async def _send(client: httpx.AsyncClient, src: SourceConfig, req: Request, tall
             body = b"".join(chunks)
             status = resp.status_code
             if not 200 <= status < 300:
-                raise _status_error(src, ADAPTERS[src.kind], resp, body)
+                raise _status_error(src, adapter_for(src), resp, body)
             return status, body
     except httpx.TimeoutException:
         raise TransportError(src.name, f"no answer within {src.timeout:g}s (timeout)") from None
@@ -196,7 +192,7 @@ def _retry_hook(deadline: float) -> Callable[[Exception], bool | float]:
     return hook
 
 
-async def _with_retries(src: SourceConfig, deadline: float, call: Callable[[], Awaitable[Any]]) -> Any:
+async def _with_retries(src: Source, deadline: float, call: Callable[[], Awaitable[Any]]) -> Any:
     # Nearly every call succeeds at once. The first attempt is made outside stamina, whose machinery (~40 objects a
     # call, and the garbage-collector passes they bring over the freshly parsed page) cost ~0.1 ms a page. A
     # retryable failure is handed to stamina as its own first attempt's, so the hook, the back-off, Retry-After, the
@@ -225,10 +221,10 @@ async def _with_retries(src: SourceConfig, deadline: float, call: Callable[[], A
 
 
 async def fetch_page(
-    client: httpx.AsyncClient, src: SourceConfig, req: Request, tally: Tally, deadline: float, skip: Skip | None = None
+    client: httpx.AsyncClient, src: Source, req: Request, tally: Tally, deadline: float, skip: Skip | None = None
 ) -> Page:
     """One list page, retried; raises ``SourceError`` when it cannot be had. ``skip``: see ``sources.Skip``."""
-    adapter = ADAPTERS[src.kind]
+    adapter = adapter_for(src)
 
     async def once() -> Page:
         _, body = await _send(client, src, req, tally)
@@ -274,7 +270,7 @@ class _Collect:
 class _Sweep:
     """The bookkeeping of one sweep, page by page, in list order."""
 
-    src: SourceConfig
+    src: Source
     distinct: int = 0
     totals: list[int] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
@@ -328,7 +324,7 @@ class _Sweep:
 
 async def sweep(
     client: httpx.AsyncClient,
-    src: SourceConfig,
+    src: Source,
     *,
     states: Sequence[str] = (),
     stop: Callable[[Page], bool] | None = None,
@@ -343,7 +339,7 @@ async def sweep(
 
 async def stream(
     client: httpx.AsyncClient,
-    src: SourceConfig,
+    src: Source,
     sink: PageSink,
     *,
     states: Sequence[str] = (),
@@ -361,7 +357,7 @@ async def stream(
     Raises ``SourceError`` if not even the first page could be had.
     """
     check_transport(src)
-    adapter = ADAPTERS[src.kind]
+    adapter = adapter_for(src)
     deadline = time.monotonic() + src.retry_budget
     tally = tally if tally is not None else Tally()
     acc = _Sweep(src)
@@ -463,18 +459,10 @@ class _Window:
         return self._cursors[i], result
 
 
-def created_at(order: Order) -> str | None:
-    """The order's ``created_at`` as the API wrote it (both APIs use ISO 8601 in UTC), if it has one."""
-    value = orjson.loads(order.raw_json).get("created_at")
-    return value if isinstance(value, str) else None
-
-
-async def fetch_detail(
-    client: httpx.AsyncClient, src: SourceConfig, key: str, *, tally: Tally | None = None
-) -> Order | None:
+async def fetch_detail(client: httpx.AsyncClient, src: Source, key: str, *, tally: Tally | None = None) -> Order | None:
     """One order from the detail endpoint; None when the API says 404 (it is gone)."""
     check_transport(src)
-    adapter = ADAPTERS[src.kind]
+    adapter = adapter_for(src)
     deadline = time.monotonic() + min(src.retry_budget, 30.0)
     tally = tally if tally is not None else Tally()
 

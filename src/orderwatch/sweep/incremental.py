@@ -14,17 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
+import orjson
 
 from orderwatch.core.model import Known, Observation, Order, Page
 from orderwatch.errors import SourceError
-from orderwatch.sources import ADAPTERS
+from orderwatch.sources import Source, adapter_for
 from orderwatch.sweep import fetch
-
-if TYPE_CHECKING:
-    from orderwatch.config import SourceConfig
 
 DETAIL_MAX = 20
 
@@ -38,21 +35,21 @@ class Incremental:
     reason: str | None = None
 
 
-def raw_states(src: SourceConfig, canonical: set[str]) -> list[str]:
+def raw_states(src: Source, canonical: set[str]) -> list[str]:
     """The raw states, spelled as the API spells them, that map to ``canonical`` states (Ace ``Pending``, Lsky
     ``unpaid``); a raw state the user mapped (``states = { "0" = … }``) is sent as written."""
-    spelled = {raw.casefold(): raw for raw in ADAPTERS[src.kind].RAW_STATES}
+    spelled = {raw.casefold(): raw for raw in adapter_for(src).raw_states}
     return sorted({spelled.get(raw, raw) for raw, state in src.states.items() if state in canonical})
 
 
-def supports_incremental(src: SourceConfig) -> bool:
+def supports_incremental(src: Source) -> bool:
     """False when the user's own params filter by state (the open-state filter would replace theirs)."""
-    return src.incremental and not any(k == "state" or (k == "q" and "status:" in v) for k, v in src.params)
+    return src.incremental and not adapter_for(src).filters_state(src.params)
 
 
 async def observe(
     client: httpx.AsyncClient,
-    src: SourceConfig,
+    src: Source,
     open_known: Mapping[str, Known],
     *,
     is_known: Callable[[Sequence[str]], Collection[str]],
@@ -62,7 +59,7 @@ async def observe(
     those of ``keys`` the snapshot has. Raises ``SourceError`` if not even the first request worked."""
     tally = fetch.Tally()
     reasons: list[str] = []
-    open_canonical = set(src.watched_open_states)
+    open_canonical = set(src.open_states)
 
     def all_known(page: Page) -> bool:
         return len(is_known([o.key for o in page.orders])) == len({o.key for o in page.orders})
@@ -112,7 +109,7 @@ async def observe(
 
 async def _find_left(
     client: httpx.AsyncClient,
-    src: SourceConfig,
+    src: Source,
     left: list[str],
     open_canonical: set[str],
     created_at: Callable[[Sequence[str]], Mapping[str, str]],
@@ -142,7 +139,7 @@ async def _find_left(
             wanted.discard(order.key)
         if not wanted or not page.orders:
             return True
-        oldest = fetch.created_at(page.orders[-1])
+        oldest = adapter_for(src).created_at(orjson.loads(page.orders[-1].raw_json))
         return bool(floor) and oldest is not None and oldest < floor
 
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -16,15 +15,17 @@ import anyio.to_thread
 import httpx
 import structlog
 
+from orderwatch import clock
 from orderwatch.core.diff import diff
 from orderwatch.core.model import Change, Event, Known, Observation, Order, is_canonical
+from orderwatch.core.rules import Router, no_routes
 from orderwatch.errors import AuthError, SourceError, StoreError
+from orderwatch.sources import Source
 from orderwatch.sweep import fetch, incremental
 from orderwatch.sweep.full import SnapshotSink
 
 if TYPE_CHECKING:
-    from orderwatch.config import Config, SourceConfig
-    from orderwatch.store import DeliveryLike, SourceState, Store
+    from orderwatch.store import SourceState, Store
 
 log = structlog.get_logger("orderwatch.sweep.poller")
 
@@ -36,21 +37,6 @@ BASELINE_TRIES = 3
 # Orders missing from a consistent sweep are re-checked on the detail endpoint when there are at most this many;
 # a sighting there means the sweep skipped rows, so nothing is reported vanished this time.
 DETAIL_CHECK_MAX = 20
-
-Router = Callable[[Sequence[Event]], Sequence["DeliveryLike"]]
-
-
-TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def utcnow() -> str:
-    """The current UTC time as the contract's timestamp: ``2026-11-22T10:00:00.123456Z``."""
-    return datetime.now(UTC).strftime(TIMESTAMP)
-
-
-def no_routes(events: Sequence[Event]) -> Sequence[DeliveryLike]:
-    """A router that sends nothing (no rules configured, or ``--no-notify`` style use)."""
-    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +70,7 @@ class Poller:
         clients: fetch.Clients,
         *,
         router: Router = no_routes,
-        now: Callable[[], str] = utcnow,
+        now: Callable[[], str] = clock.now_text,
     ) -> None:
         self.store = store
         self.clients = clients
@@ -94,13 +80,12 @@ class Poller:
         self._full_next: set[str] = set()  # sources whose next poll must be a full sweep
 
     async def poll_many(
-        self, config: Config, names: Iterable[str] | None = None, *, dry_run: bool = False, full: bool | None = None
+        self, chosen: Sequence[Source], *, dry_run: bool = False, full: bool | None = None
     ) -> list[PollResult]:
         """Poll several sources concurrently; one failing source never stops the others."""
-        chosen = [config.sources[n] for n in names] if names else list(config.sources.values())
         results: dict[str, PollResult] = {}
 
-        async def one(src: SourceConfig) -> None:
+        async def one(src: Source) -> None:
             results[src.name] = await self.poll(src, dry_run=dry_run, full=full)
 
         async with anyio.create_task_group() as tg:
@@ -108,7 +93,7 @@ class Poller:
                 tg.start_soon(one, src)
         return [results[s.name] for s in chosen]
 
-    def _wants_full(self, src: SourceConfig, state: SourceState | None, full: bool | None) -> bool:
+    def _wants_full(self, src: Source, state: SourceState | None, full: bool | None) -> bool:
         """Full sweep or incremental poll: full until a baseline, when asked, when due, or when told so."""
         if full is not None:
             return full
@@ -116,10 +101,9 @@ class Poller:
             return True
         if not incremental.supports_incremental(src) or src.name in self._full_next:
             return True
-        age = datetime.now(UTC) - datetime.strptime(state.last_full_at, TIMESTAMP).replace(tzinfo=UTC)
-        return age.total_seconds() >= src.full_sweep
+        return clock.seconds_between(state.last_full_at, clock.now()) >= src.full_sweep
 
-    async def poll(self, src: SourceConfig, *, dry_run: bool = False, full: bool | None = None) -> PollResult:
+    async def poll(self, src: Source, *, dry_run: bool = False, full: bool | None = None) -> PollResult:
         """Poll ``src`` once (``full``: force a full sweep or an incremental poll; None: decide).
 
         Never raises for source trouble: the result says what went wrong.
@@ -209,7 +193,7 @@ class Poller:
         return result
 
     async def _full(
-        self, client: httpx.AsyncClient, src: SourceConfig, *, baselined: bool, now: str, dry_run: bool
+        self, client: httpx.AsyncClient, src: Source, *, baselined: bool, now: str, dry_run: bool
     ) -> tuple[Observation, Change]:
         """A full sweep, diffed page by page against the store as it streams in."""
         sink = SnapshotSink(self.store, src.name, baselined=baselined, now=now, write=not dry_run)
@@ -234,13 +218,11 @@ class Poller:
         return observation, change
 
     async def _incremental(
-        self, client: httpx.AsyncClient, src: SourceConfig, *, baselined: bool, now: str
+        self, client: httpx.AsyncClient, src: Source, *, baselined: bool, now: str
     ) -> tuple[Observation, Change]:
         """An incremental poll (see ``orderwatch.sweep.incremental``), diffed against the rows it touched."""
         name = src.name
-        open_known = await anyio.to_thread.run_sync(
-            lambda: self.store.known_in_states(name, list(src.watched_open_states))
-        )
+        open_known = await anyio.to_thread.run_sync(lambda: self.store.known_in_states(name, list(src.open_states)))
         inc = await incremental.observe(
             client,
             src,
@@ -255,7 +237,7 @@ class Poller:
         return observation, diff(previous, observation, baselined=baselined, now=now)
 
     async def _failed(
-        self, src: SourceConfig, exc: SourceError, started: float, dry_run: bool, state: SourceState | None
+        self, src: Source, exc: SourceError, started: float, dry_run: bool, state: SourceState | None
     ) -> PollResult:
         duration = time.monotonic() - started
         # logged when a failure starts or changes; the same failure again is only a debug line (no log storm)
@@ -274,7 +256,7 @@ class Poller:
                 log.error("store unavailable", source=src.name, error=str(store_exc))
         return PollResult(src.name, error=str(exc), auth_failed=isinstance(exc, AuthError), duration=duration)
 
-    async def _confirm_absent(self, src: SourceConfig, missing: Mapping[str, Known]) -> dict[str, Order]:
+    async def _confirm_absent(self, src: Source, missing: Mapping[str, Known]) -> dict[str, Order]:
         """Re-read orders a consistent sweep did not see; returns those the detail endpoint still has.
 
         Any sighting means the sweep skipped rows, so nothing is reported vanished this poll.
@@ -294,7 +276,7 @@ class Poller:
             log.info("sweep skipped rows; no order reported vanished this poll", source=src.name, skipped=len(found))
         return found
 
-    def _warn_unknown_states(self, src: SourceConfig, states: Iterable[tuple[str, str]]) -> None:
+    def _warn_unknown_states(self, src: Source, states: Iterable[tuple[str, str]]) -> None:
         """Log each (raw, canonical) state that is not canonical, once per source."""
         for raw, state in states:
             if not is_canonical(state) and (src.name, raw) not in self._warned_states:

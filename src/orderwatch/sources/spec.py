@@ -1,0 +1,96 @@
+"""The values the pipeline works with: a configured ``Source``, the ``Request``\\s an adapter builds, the ``Adapter``
+of an API format, and the ``Skip`` test of a full sweep. Pure.
+
+``Source`` is what ``orderwatch.config`` builds from a ``[sources.NAME]`` table (defaults applied, token resolved,
+states merged with the adapter's); everything below the config works with it, never with the TOML schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeAlias
+
+from orderwatch.core.model import Order, Page
+from orderwatch.core.secret import Secret
+
+# Asked of each ordinary list item while a page is parsed: (key, canonical state, canonical JSON) -> True when the
+# caller already has that order unchanged; it is then left out of the page (counted in ``Page.skipped``), and never
+# becomes an ``Order``. A full sweep's fingerprint index answers it (``FingerprintIndex.unchanged``).
+Skip: TypeAlias = Callable[[str, str, bytes], bool]
+MultiValue: TypeAlias = Literal["repeat", "comma"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP GET to make: a path under the source's base URL, query pairs (repeats allowed) and headers."""
+
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One configured source: what to poll, how, and within which limits. Durations are seconds."""
+
+    name: str
+    kind: str
+    base_url: str
+    token: Secret | None = None
+    params: tuple[tuple[str, str], ...] = ()  # extra query pairs sent with every list request
+    multi_value: MultiValue = "repeat"  # how a list in params is sent: repeated keys or one comma-joined value
+    states: Mapping[str, str] = field(default_factory=dict)  # raw state (case-folded) -> canonical state
+    open_states: tuple[str, ...] = ()  # canonical states incremental polls re-check
+    page_size: int = 100
+    interval: float = 60.0
+    jitter: float = 5.0
+    timeout: float = 15.0
+    retry_budget: float = 120.0
+    full_sweep: float = 6 * 3600.0
+    incremental: bool = True
+    max_pages: int = 1000
+    max_response_bytes: int = 32 * 2**20
+    allow_insecure_http: bool = False
+    ca_bundle: Path | None = None
+
+
+class ListRequest(Protocol):
+    """Builds the list request at ``cursor`` (``states``: raw states to filter by)."""
+
+    def __call__(
+        self, src: Source, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
+    ) -> Request: ...
+
+
+class ParseList(Protocol):
+    """Reads one list page (``skip``: see ``Skip``); ``MalformedResponse``/``ErrorBody`` when it is not one."""
+
+    def __call__(self, src: Source, body: bytes, *, skip: Skip | None = None) -> Page: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    """One API format: its constants, and the pure functions that build its requests and read its answers.
+
+    ``cursor`` is the adapter's own paging position (an offset, a page number).
+    """
+
+    kind: str
+    raw_states: tuple[str, ...]  # the states as the API spells them (for its filters)
+    default_states: Mapping[str, str]  # raw state (case-folded) -> canonical state
+    open_states: tuple[str, ...]  # canonical states an order can still leave (incremental polls re-check them)
+    key_field: str
+    state_field: str
+    first_cursor: Callable[[], int]
+    list_request: ListRequest
+    plan: Callable[[Page, int], list[int]]  # the cursors of the remaining pages, from the first page
+    next_cursor: Callable[[int, Page, int], int | None]  # (cursor, page, page_size) -> the next cursor or None
+    parse_list: ParseList
+    detail_request: Callable[[Source, str], Request]
+    parse_detail: Callable[[Source, bytes], Order]
+    describe_error: Callable[[bytes], str | None]  # the message of an error answer, if the body carries one
+    created_at: Callable[[Any], str | None]  # an order's creation time as the API wrote it (ISO 8601), if any
+    filters_state: Callable[[Sequence[tuple[str, str]]], bool]  # the user's own params already filter by state
+    display: Callable[[Any], list[tuple[str, str | None]]]  # an order's money/product/payment lines for people
