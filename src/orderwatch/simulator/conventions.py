@@ -65,7 +65,8 @@ class Conventions:
                 "choice": "django-filter MultipleChoiceFilter: repeated keys are OR'd; a value outside the "
                 "choices, a comma list included, is HTTP 400 {field: ['Select a valid choice. ...']}",
                 "comma": "the seed document's reading, as a hand-written view does it "
-                "(query_params.get(name).split(',')): comma lists split, of repeated keys the last",
+                "(query_params.get(name).split(',')): comma lists split, of repeated keys the last; "
+                "on the wire the same answers as in",
             }
         },
     )
