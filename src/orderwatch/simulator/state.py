@@ -1,27 +1,42 @@
-"""The simulated orders of both APIs: seeded, thread-safe (one lock), every change recorded in ``history``."""
+"""The simulated orders of both APIs: seeded, thread-safe (one lock), every change recorded in ``history``.
+
+``Simulator`` owns the orders and their state machines, the faults, the tokens and the statistics; it answers a
+request by framing it (faults, auth, statistics) around ``routes``, under its ``conventions``.
+"""
 
 from __future__ import annotations
 
-import bisect
-import builtins
 import hmac
 import random
 import threading
 import uuid
-import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from orderwatch.simulator import wire
+from orderwatch.simulator import routes, wire
+from orderwatch.simulator.conventions import AceListKey, Conventions
+from orderwatch.simulator.routes import Api, Route
+from orderwatch.simulator.tables import OrderTable
 from orderwatch.simulator.wire import Params, SimResponse, ts
 
-Api = Literal["ace", "lsky"]
+__all__ = [
+    "ACE_PAY_WAYS",
+    "ACE_TRANSITIONS",
+    "APIS",
+    "FAULT_KINDS",
+    "LSKY_TRANSITIONS",
+    "TRANSITIONS",
+    "Api",
+    "Faults",
+    "SimChange",
+    "Simulator",
+]
 ChangeKind = Literal["created", "state", "deleted"]
 APIS: Final = ("ace", "lsky")
 ACE_TRANSITIONS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -83,40 +98,15 @@ class Faults:
         return None
 
 
-class _Bucket:
-    """Keys of one state, with O(1) add, remove and random choice."""
-
-    __slots__ = ("items", "pos")
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.pos: dict[str, int] = {}
-
-    def add(self, key: str) -> None:
-        self.pos[key] = len(self.items)
-        self.items.append(key)
-
-    def remove(self, key: str) -> None:
-        i, last = self.pos.pop(key), self.items.pop()
-        if last != key:
-            self.items[i], self.pos[last] = last, i
-
-
-def _state_field(api: str) -> str:
-    return "state" if api == "ace" else "status"
-
-
-def _key_field(api: str) -> str:
-    return "id" if api == "ace" else "trade_no"
-
-
 class Simulator:
     """Thread-safe in-memory state of both orders APIs; ``handle_request`` answers one HTTP request.
 
     ``seed`` makes orders, ``step()`` and random faults reproducible. ``max_page_size`` silently clamps ``limit`` /
-    ``per_page``; ``ace_list_key`` is ``"items"`` (live API) or ``"results"`` (older docs). Creation times come
-    from ``clock`` (timezone-aware) or, by default, from a fake clock that starts at 2024-06-15T10:00:00Z and
-    advances a little per created order; they never decrease.
+    ``per_page``. ``conventions`` say how the servers read requests and write answers where real servers differ
+    (the default: the most forgiving reading); ``ace_list_key`` (``"items"``, the live API, or ``"results"``, the
+    older docs) is a shorthand for ``conventions.ace_list``. Creation times come from ``clock`` (timezone-aware)
+    or, by default, from a fake clock that starts at 2024-06-15T10:00:00Z and advances a little per created
+    order; they never decrease.
     """
 
     def __init__(
@@ -126,12 +116,14 @@ class Simulator:
         ace_token: str = "ace-token",
         lsky_token: str = "lsky-token",
         max_page_size: int = 100,
-        ace_list_key: str = "items",
+        ace_list_key: AceListKey | None = None,
         clock: Callable[[], datetime] | None = None,
+        conventions: Conventions | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.max_page_size = max_page_size
-        self.ace_list_key = ace_list_key
+        conventions = Conventions() if conventions is None else conventions
+        self._conventions = conventions if ace_list_key is None else replace(conventions, ace_list=ace_list_key)
         self.history: list[SimChange] = []
         self.faults = Faults(rng=random.Random(seed ^ 0x5EED))
         self._rng = random.Random(seed)
@@ -140,16 +132,42 @@ class Simulator:
         self._revoked: set[str] = set()
         self._clock = clock
         self._fake_now = _EPOCH
-        self._orders: dict[str, list[dict[str, Any]]] = {api: [] for api in APIS}  # oldest first
-        self._created: dict[str, list[str]] = {api: [] for api in APIS}  # their created_at, for bisection
-        self._by_key: dict[str, dict[str, dict[str, Any]]] = {api: {} for api in APIS}
-        self._buckets = {api: {s: _Bucket() for s in TRANSITIONS[api]} for api in APIS}
-        self._version = dict.fromkeys(APIS, 0)
-        self._cache: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._tables = {
+            "ace": OrderTable("id", "state", ACE_TRANSITIONS),
+            "lsky": OrderTable("trade_no", "status", LSKY_TRANSITIONS),
+        }
         self._requests = dict.fromkeys(APIS, 0)
         self._bytes = dict.fromkeys(APIS, 0)
         self._users = [str(self._uuid()) for _ in range(2)]
         self._packages = [(str(self._uuid()), str(self._uuid()), amt, price) for amt, price in _ACE_PACKAGES]
+        self._choices: Mapping[str, Collection[str]] = {
+            "state": frozenset(ACE_TRANSITIONS),
+            "pay_way": frozenset(ACE_PAY_WAYS),
+            "user_id": frozenset(self._users),
+        }
+
+    # Conventions ------------------------------------------------------------------------------------------
+    @property
+    def conventions(self) -> Conventions:
+        """How the servers read requests and write answers; assign a new value to switch (see ``Conventions``)."""
+        return self._conventions
+
+    @conventions.setter
+    def conventions(self, value: Conventions) -> None:
+        if not isinstance(value, Conventions):
+            raise TypeError(f"conventions must be a Conventions, not {type(value).__name__}")
+        with self.lock:  # a request in progress keeps the conventions it started with
+            self._conventions = value
+
+    @property
+    def ace_list_key(self) -> AceListKey:
+        """The key of Ace's list: ``conventions.ace_list``."""
+        return self._conventions.ace_list
+
+    @ace_list_key.setter
+    def ace_list_key(self, value: AceListKey) -> None:
+        with self.lock:
+            self.conventions = replace(self._conventions, ace_list=value)
 
     # Orders -----------------------------------------------------------------------------------------------
     def add_ace(self, n: int = 1, *, state: str = "Pending", price: float | None = None) -> list[str]:
@@ -189,13 +207,14 @@ class Simulator:
     def orders(self, api: Api) -> list[dict[str, Any]]:
         """A copy of the current orders of ``api`` as the API returns them, oldest first."""
         with self.lock:
-            return cast("list[dict[str, Any]]", orjson.loads(orjson.dumps(self._orders[api])))
+            return cast("list[dict[str, Any]]", orjson.loads(orjson.dumps(self._tables[api].orders)))
 
     def state_of(self, api: Api, key: str) -> str | None:
         """The current state of one order, or None when it does not exist."""
         with self.lock:
-            found = self._by_key[api].get(key)
-            return None if found is None else str(found[_state_field(api)])
+            table = self._tables[api]
+            found = table.by_key.get(key)
+            return None if found is None else str(found[table.state_field])
 
     # Faults, tokens, statistics ---------------------------------------------------------------------------
     def inject(self, api: Api, kind: str, count: int = 1) -> None:
@@ -245,7 +264,8 @@ class Simulator:
     def _creation_time(self, api: str) -> tuple[datetime, str]:
         """Now and its timestamp, never before the newest order's (Lsky keeps whole seconds: orders share one)."""
         self._fake_now += timedelta(seconds=self._rng.choice(_CLOCK_STEPS) + self._rng.random() / 1000)
-        now, newest = self._now(), self._created[api][-1] if self._created[api] else ""
+        created = self._tables[api].created
+        now, newest = self._now(), created[-1] if created else ""
         stamp = ts(now, whole_seconds=api == "lsky")
         return (now, stamp) if stamp >= newest else (datetime.fromisoformat(newest), newest)
 
@@ -256,26 +276,15 @@ class Simulator:
 
     def _get(self, api: str, key: str) -> dict[str, Any]:
         try:
-            return self._by_key[api][key]
+            return self._tables[api].by_key[key]
         except KeyError:
             raise KeyError(f"no {api} order {key!r}") from None
 
     def _record(self, api: str, key: str, kind: ChangeKind, before: str | None, after: str | None) -> None:
-        self._version[api] += 1
         self.history.append(SimChange(api, key, kind, before, after, len(self.history) + 1))
 
-    def _cached(self, api: str, name: str, build: Callable[[], Any]) -> Any:
-        """``build()``, recomputed only after ``api`` changed."""
-        hit = self._cache.get((api, name))
-        if hit is None or hit[0] != self._version[api]:
-            hit = self._cache[api, name] = (self._version[api], build())
-        return hit[1]
-
     def _insert(self, api: str, key: str, order: dict[str, Any], state: str) -> None:
-        self._orders[api].append(order)
-        self._created[api].append(order["created_at"])
-        self._by_key[api][key] = order
-        self._buckets[api][state].add(key)
+        self._tables[api].insert(order)
         self._record(api, key, "created", None, state)
 
     def _create_ace(self, state: str, price: float | None) -> str:
@@ -312,7 +321,7 @@ class Simulator:
     def _create_lsky(self, status: str) -> str:
         created, stamp = self._creation_time("lsky")
         key = ""
-        while not key or key in self._by_key["lsky"]:
+        while not key or key in self._tables["lsky"].by_key:
             key = f"{created.astimezone(_CST):%Y%m%d%H%M%S}{self._rng.randrange(100000):05d}_002"
         name, duration, price = self._rng.choice(_LSKY_PRODUCTS if status == "paid" else _LSKY_PRODUCTS[:3])
         order: dict[str, Any] = {
@@ -346,32 +355,30 @@ class Simulator:
             order["canceled_at"] = stamp
 
     def _move(self, api: str, order: dict[str, Any], state: str) -> None:
-        before, key = order[_state_field(api)], order[_key_field(api)]
+        table = self._tables[api]
+        before, key = order[table.state_field], order[table.key_field]
         self._fake_now += timedelta(seconds=1)
         self._apply(api, order, state, max(ts(self._now(), whole_seconds=api == "lsky"), order["created_at"]))
-        self._buckets[api][before].remove(key)
-        self._buckets[api][state].add(key)
+        table.restate(order, before)
         self._record(api, key, "state", before, state)
 
     def _remove(self, api: str, order: dict[str, Any]) -> None:
-        key, state = order[_key_field(api)], order[_state_field(api)]
-        i = bisect.bisect_left(self._created[api], order["created_at"])
-        while self._orders[api][i] is not order:  # step over orders created in the same instant
-            i += 1
-        del self._orders[api][i], self._created[api][i], self._by_key[api][key]
-        self._buckets[api][state].remove(key)
+        table = self._tables[api]
+        key, state = order[table.key_field], order[table.state_field]
+        table.remove(order)
         self._record(api, key, "deleted", state, None)
 
     def _step_once(self) -> None:
         api = self._rng.choice(APIS)
-        roll, buckets = self._rng.random(), self._buckets[api]
+        table = self._tables[api]
+        roll, buckets = self._rng.random(), table.buckets
         if api == "lsky" and roll < 0.12 and buckets["cancelled"].items:
-            self._remove(api, self._by_key[api][self._rng.choice(buckets["cancelled"].items)])
+            self._remove(api, table.by_key[self._rng.choice(buckets["cancelled"].items)])
             return
         movable = [s for s, nxt in TRANSITIONS[api].items() if nxt and buckets[s].items]
         if roll >= 0.35 and movable:
             state = self._rng.choices(movable, weights=[len(buckets[s].items) for s in movable])[0]
-            order = self._by_key[api][self._rng.choice(buckets[state].items)]
+            order = table.by_key[self._rng.choice(buckets[state].items)]
             self._move(api, order, self._rng.choice(TRANSITIONS[api][state]))
         elif api == "ace":  # zero-price orders are born Paid or Finished
             free = self._rng.random() < 0.08
@@ -384,8 +391,8 @@ class Simulator:
         """Answer one request (``headers`` with lower-case names; ``base_url`` like ``http://host:port``)."""
         parts = urlsplit(target)
         path, params = parts.path, parse_qs(parts.query, keep_blank_values=True)
-        api = "ace" if path.startswith("/api/v1/orders") else "lsky" if path.startswith("/api/v2/user/orders") else ""
-        if not api:
+        api = routes.api_of(path)
+        if api is None:
             return SimResponse(404, b"Not Found", "text/plain")
         with self.lock:
             self._requests[api] += 1
@@ -393,7 +400,14 @@ class Simulator:
             if fault in REPLACING_FAULTS:
                 resp = wire.fault_response(api, str(fault), trace_id=self._trace_id(), unix=self._unix())
             else:
-                resp = self._check_auth(api, headers) or self._answer(api, method, path, params, base_url, fault)
+                route = routes.resolve(api, path, parts.query, self._conventions)
+                if isinstance(route, SimResponse):  # a redirect or an unrouted 404: no view runs, so no auth
+                    resp = self._alter(route, fault)
+                else:
+                    ctx = routes.Context(
+                        self._conventions, base_url, base_url + target, self.max_page_size, self._unix, self._choices
+                    )
+                    resp = self._check_auth(api, headers) or self._answer(route, method, params, ctx, fault)
             if api == "lsky" and resp.status >= 400 and not wire.wants_json(headers):
                 resp = wire.html_error(resp.status)
             self._bytes[api] += len(resp.body)
@@ -407,90 +421,32 @@ class Simulator:
             return wire.unauthorized(api, invalid=True, trace_id=self._trace_id())
         return None
 
-    def _answer(self, api: str, method: str, path: str, params: Params, base: str, fault: str | None) -> SimResponse:
+    def _answer(self, route: Route, method: str, params: Params, ctx: routes.Context, fault: str | None) -> SimResponse:
         if method != "GET":
-            return wire.method_not_allowed(api, method)
+            return wire.method_not_allowed(route.api, method)
         if fault == "drift_insert":  # new orders push rows down
             for _ in range(self._aux.randint(1, 3)):
-                if api == "ace":
+                if route.api == "ace":
                     self._create_ace("Pending", None)
                 else:
                     self._create_lsky("unpaid")
         elif fault == "drift_delete":  # an order leaving the listing pulls rows up
-            self._drift_out(api, params)
-        resp = self._route(api, path, params, base)
+            self._drift_out(route.api, params, ctx)
+        return self._alter(routes.answer(self._tables[route.api], route, params, ctx), fault)
+
+    def _alter(self, resp: SimResponse, fault: str | None) -> SimResponse:
+        """Apply a fault that alters a real answer (``slow``, ``truncated``)."""
         if fault == "slow":
             resp.delay = self.faults.slow_seconds
         elif fault == "truncated":
             resp.body = resp.body[: len(resp.body) // 2]
         return resp
 
-    def _route(self, api: str, path: str, params: Params, base: str) -> SimResponse:
-        root = "/api/v1/orders" if api == "ace" else "/api/v2/user/orders"
-        rest = path[len(root) :].strip("/")
-        if not rest and api == "ace":
-            query = wire.parse_ace_query(params)
-            if isinstance(query, SimResponse):
-                return query
-            rows, reverse = self._ace_select(query)
-            size, key = self.max_page_size, self.ace_list_key
-            return SimResponse(200, wire.ace_page(rows, reverse=reverse, params=params, max_size=size, key=key))
-        if not rest:
-            rows, reverse = self._lsky_select(wire.parse_lsky_query(params))
-            size, unix = self.max_page_size, self._unix()
-            page = wire.lsky_page(rows, reverse=reverse, params=params, path=base + root, max_size=size, unix=unix)
-            return SimResponse(200, page)
-        if api == "ace" and rest == "summary":
-            return SimResponse(200, self._ace_summary())
-        order = self._by_key[api].get(rest)
-        if order is None:
-            return wire.not_found(api, self._unix())
-        return SimResponse(200, orjson.dumps(order if api == "ace" else wire.lsky_wrap(order, self._unix())))
-
-    def _ace_select(self, query: wire.AceQuery) -> tuple[list[dict[str, Any]], bool]:
-        """The matching orders in the requested order, once the flag (reverse them) is applied."""
-        orders, created = self._orders["ace"], self._created["ace"]
-        lo = bisect.bisect_left(created, query.created_from) if query.created_from else 0
-        hi = bisect.bisect_right(created, query.created_to) if query.created_to else len(orders)
-        rows = orders if (lo, hi) == (0, len(orders)) else orders[lo:hi]
-        if query.filters_rows:
-            rows = [o for o in rows if query.matches(o)]
-        if query.ordering:
-            return rows, query.ordering == "-created_at"
-        if rows is orders:  # the undocumented default order: by id, which means nothing to a client
-            return self._cached("ace", "by-id", lambda: sorted(orders, key=lambda o: o["id"])), False
-        return sorted(rows, key=lambda o: o["id"]), False
-
-    def _ace_summary(self) -> builtins.bytes:
-        def build() -> builtins.bytes:
-            spent = sum(o["price"] for o in self._orders["ace"] if o["state"] in {"Paid", "Finished"})
-            counts = {s: len(b.items) for s, b in self._buckets["ace"].items()}
-            total = len(self._orders["ace"])
-            return orjson.dumps({"total_count": total, "total_spent": round(spent, 2), "state_counts": counts})
-
-        return cast("builtins.bytes", self._cached("ace", "summary", build))
-
-    def _lsky_select(self, query: wire.LskyQuery) -> tuple[list[dict[str, Any]], bool]:
-        """The matching orders in the requested order, once the flag (reverse them) is applied.
-
-        Without a sort they come in an order that shifts with every change (MySQL without ORDER BY)."""
-        all_rows = self._orders["lsky"]
-        rows = [o for o in all_rows if query.matches(o)] if query.filters_rows else all_rows
-        if query.sort in {"latest", "oldest"}:
-            return rows, query.sort == "latest"
-        version = self._version["lsky"]  # no ORDER BY: the database's whim, reshuffled by every change
-
-        def shuffled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return sorted(rows, key=lambda o: zlib.crc32(f"{o['trade_no']}{version}".encode()))
-
-        if rows is all_rows:
-            return self._cached("lsky", "unsorted", lambda: shuffled(rows)), False
-        return shuffled(rows), False
-
-    def _drift_out(self, api: str, params: Params) -> None:
+    def _drift_out(self, api: Api, params: Params, ctx: routes.Context) -> None:
         """Make the first order of the requested listing leave it (Lsky: cancel and delete; Ace: expire...)."""
+        table = self._tables[api]
         if api == "lsky":
-            rows, reverse = self._lsky_select(wire.parse_lsky_query(params))
+            _, rows, reverse = routes.lsky_listing(table, params, ctx)
             for order in reversed(rows) if reverse else rows:
                 if order["status"] == "unpaid":
                     self._move(api, order, "cancelled")
@@ -498,10 +454,10 @@ class Simulator:
                     self._remove(api, order)
                     return
             return
-        query = wire.parse_ace_query(params)
-        if isinstance(query, SimResponse):
+        listed = routes.ace_listing(table, params, ctx)
+        if isinstance(listed, SimResponse):
             return
-        rows, reverse = self._ace_select(query)
+        query, rows, reverse = listed
         states = query.states or {"Pending"}
         for order in reversed(rows) if reverse else rows:
             exits = [s for s in ACE_TRANSITIONS[order["state"]] if s not in states]

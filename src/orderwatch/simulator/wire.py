@@ -1,17 +1,22 @@
-"""What travels over the wire: query parsing and response bodies of both APIs, as the real servers write them.
+"""What travels back over the wire: the answers of both APIs, as the real servers write them.
 
-Pure functions over order dicts; the state and its lock live in ``state.py``.
+Pure functions over order dicts: list pages in each paginator's shape (under the server's ``Conventions``), error
+bodies, redirects and faults. Requests are read in ``queries.py``; the state and its lock live in ``state.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
+
+if TYPE_CHECKING:
+    from orderwatch.simulator.conventions import Conventions, Count
 
 Params = dict[str, list[str]]
 JSON: Final = "application/json"
@@ -25,6 +30,22 @@ _STATUS_TEXT: Final = {
     "http500": (500, "Server Error"),
     "http502": (502, "Bad Gateway"),
     "http503": (503, "Service Unavailable"),
+}
+_DJANGO_HTML: Final = "text/html; charset=utf-8"
+_DJANGO_404: Final = (
+    b'<!doctype html>\n<html lang="en">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1>'
+    b"<p>The requested resource was not found on this server.</p>\n</body>\n</html>\n"
+)
+_CLAIMS: Final[Mapping[str, Callable[[int], int | str | None]]] = {
+    "true": lambda n: n,
+    "low": lambda n: n // 3,
+    "high": lambda n: n * 10,
+    "huge": lambda _: 10**12,
+    "zero": lambda _: 0,
+    "negative": lambda _: -1,
+    "null": lambda _: None,
+    "string": lambda _: "many",
+    "missing": lambda _: None,
 }
 
 
@@ -54,55 +75,9 @@ def int_param(values: list[str] | None, default: int, *, minimum: int = 1) -> in
     return value if value >= minimum else default
 
 
-def multi(values: list[str] | None) -> set[str]:
-    """A multi-valued parameter: repeated parameters and comma-separated values are both accepted."""
-    return {v.strip() for raw in values or () for v in raw.split(",") if v.strip()}
-
-
-@dataclass(frozen=True, slots=True)
-class AceQuery:
-    """The filters and ordering of one Ace list request."""
-
-    created_from: str | None
-    created_to: str | None
-    states: set[str]
-    pay_ways: set[str]
-    users: set[str]
-    ordering: str  # "created_at", "-created_at", or "" for the undocumented default
-
-    @property
-    def filters_rows(self) -> bool:
-        """True when rows must be checked one by one (the date range is done by bisection)."""
-        return bool(self.states or self.pay_ways or self.users)
-
-    def matches(self, order: Mapping[str, Any]) -> bool:
-        """Whether ``order`` passes the state, pay_way and user_id filters."""
-        return (
-            (not self.states or order["state"] in self.states)
-            and (not self.pay_ways or order["pay_way"] in self.pay_ways)
-            and (not self.users or order["user_id"] in self.users)
-        )
-
-
-def parse_ace_query(params: Params) -> AceQuery | SimResponse:
-    """Parse an Ace list query; a bad ISO 8601 date is a 400 like Django's form errors."""
-    bounds: dict[str, str | None] = {}
-    for name in ("created_at_from", "created_at_to"):
-        raw = (params.get(name) or [""])[0]
-        try:
-            parsed = datetime.fromisoformat(raw) if raw else None
-        except ValueError:
-            return SimResponse(400, orjson.dumps({name: ["Enter a valid date/time."]}))
-        bounds[name] = ts(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)) if parsed else None
-    ordering = (params.get("ordering") or [""])[0].split(",")[0].strip()
-    return AceQuery(
-        bounds["created_at_from"],
-        bounds["created_at_to"],
-        multi(params.get("state")),
-        multi(params.get("pay_way")),
-        multi(params.get("user_id")),
-        ordering if ordering in {"created_at", "-created_at"} else "",
-    )
+def lsky_wrap(data: Any, unix: int) -> dict[str, Any]:
+    """The Lsky success wrapper ``{status, message, data, time}``."""
+    return {"status": "success", "message": "successful", "data": data, "time": unix}
 
 
 def window(rows: list[dict[str, Any]], start: int, size: int, *, reverse: bool) -> list[dict[str, Any]]:
@@ -113,85 +88,114 @@ def window(rows: list[dict[str, Any]], start: int, size: int, *, reverse: bool) 
     return rows[max(0, end - size) : max(0, end)][::-1]
 
 
-def ace_page(rows: list[dict[str, Any]], *, reverse: bool, params: Params, max_size: int, key: str) -> bytes:
-    """``{"count": N, key: [...]}`` for ``limit``/``offset`` (limit silently clamped; default 20)."""
+def claimed(count: int, lie: Count) -> int | str | None:
+    """The count a server under ``lie`` claims for ``count`` matching rows (``missing``: the caller drops it)."""
+    return _CLAIMS[lie](count)
+
+
+def drf_link(url: str, limit: int, offset: int) -> str:
+    """DRF's ``replace_query_param``: ``url`` with ``limit`` and ``offset`` set (``offset`` dropped at 0), the
+    query sorted by name."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    query["limit"] = [str(limit)]
+    query.pop("offset", None)
+    if offset > 0:
+        query["offset"] = [str(offset)]
+    return urlunsplit(parts._replace(query=urlencode(sorted(query.items()), doseq=True)))
+
+
+def ace_page(
+    rows: list[dict[str, Any]], *, reverse: bool, params: Params, max_size: int, conventions: Conventions, url: str
+) -> bytes:
+    """``{"count": N, "items": [...]}`` for ``limit``/``offset`` (limit silently clamped; default 20).
+
+    ``conventions`` choose the list key, whether ``count`` lies, and DRF's ``next``/``previous`` links (built from
+    ``url``, the absolute URL asked, and from the claimed count when it is a number, as DRF computes them).
+    """
     limit = min(int_param(params.get("limit"), 20), max_size)
     offset = int_param(params.get("offset"), 0, minimum=0)
-    return orjson.dumps({"count": len(rows), key: window(rows, offset, limit, reverse=reverse)})
-
-
-@dataclass(frozen=True, slots=True)
-class LskyQuery:
-    """The ``q`` tokens of one Lsky list request: ``sort:latest|oldest``, ``status:=:a,b``, bare words."""
-
-    sort: str = ""
-    include: set[str] = field(default_factory=set)
-    exclude: set[str] = field(default_factory=set)
-    words: list[str] = field(default_factory=list)
-
-    @property
-    def filters_rows(self) -> bool:
-        """True when the request filters rows."""
-        return bool(self.include or self.exclude or self.words)
-
-    def matches(self, order: Mapping[str, Any]) -> bool:
-        """Whether ``order`` passes the status filters and contains every bare word in its trade number."""
-        status = order["status"]
-        return (
-            (not self.include or status in self.include)
-            and status not in self.exclude
-            and all(w in order["trade_no"] for w in self.words)
-        )
-
-
-def parse_lsky_query(params: Params) -> LskyQuery:
-    """Parse ``q`` (space-separated tokens; unknown ``key:value`` tokens are ignored)."""
-    query = LskyQuery()
-    sort = ""
-    for token in (params.get("q") or [""])[0].split():
-        key, _, rest = token.partition(":")
-        if not rest:
-            query.words.append(token)
-        elif key == "sort":
-            sort = rest
-        elif key == "status":
-            op, _, values = rest.partition(":") if ":" in rest else ("=", "", rest)
-            if op in {"=", "!="}:
-                (query.include if op == "=" else query.exclude).update(v for v in values.split(",") if v)
-    return LskyQuery(sort, query.include, query.exclude, query.words)
-
-
-def lsky_wrap(data: Any, unix: int) -> dict[str, Any]:
-    """The Lsky success wrapper ``{status, message, data, time}``."""
-    return {"status": "success", "message": "successful", "data": data, "time": unix}
+    body: dict[str, Any] = {}
+    claim = claimed(len(rows), conventions.ace_count)
+    if conventions.ace_count != "missing":
+        body["count"] = claim
+    if conventions.ace_links == "drf":
+        known = claim if isinstance(claim, int) else len(rows)
+        body["next"] = None if offset + limit >= known else drf_link(url, limit, offset + limit)
+        body["previous"] = None if offset <= 0 else drf_link(url, limit, max(0, offset - limit))
+    body[conventions.ace_list] = window(rows, offset, limit, reverse=reverse)
+    return orjson.dumps(body)
 
 
 def lsky_page(
-    selected: list[dict[str, Any]], *, reverse: bool, params: Params, path: str, max_size: int, unix: int
+    selected: list[dict[str, Any]],
+    *,
+    reverse: bool,
+    params: Params,
+    path: str,
+    max_size: int,
+    unix: int,
+    conventions: Conventions,
 ) -> bytes:
-    """A Laravel paginator page: ``data``, ``links`` and ``meta`` (null ``from``/``to`` past the end)."""
+    """A Laravel paginator page in the shape ``conventions`` choose (null ``from``/``to`` past the end).
+
+    A lying total moves ``last_page`` and the links with it when it is a number (Laravel derives them from the
+    total); otherwise the links follow the truth. The rows are always the true page.
+    """
     per_page = min(int_param(params.get("per_page"), 20), max_size, 9999)
     page = int_param(params.get("page"), 1)
-    total = len(selected)
-    last = max(1, math.ceil(total / per_page))
     rows = window(selected, (page - 1) * per_page, per_page, reverse=reverse)
     first = (page - 1) * per_page + 1 if rows else None
+    to = first + len(rows) - 1 if first else None
+    prev = f"{path}?page={page - 1}" if page > 1 else None
+    if conventions.lsky_paginator == "simple":  # simplePaginate: one row more than a page says if there is more
+        more = page * per_page < len(selected)
+        simple = {
+            "current_page": page,
+            "current_page_url": f"{path}?page={page}",
+            "data": rows,
+            "first_page_url": f"{path}?page=1",
+            "from": first,
+            "next_page_url": f"{path}?page={page + 1}" if more else None,
+            "path": path,
+            "per_page": per_page,
+            "prev_page_url": prev,
+            "to": to,
+        }
+        return orjson.dumps(lsky_wrap(simple, unix))
+    claim = claimed(len(selected), conventions.lsky_count)
+    last = max(1, math.ceil((claim if isinstance(claim, int) else len(selected)) / per_page))
+    counted = {} if conventions.lsky_count == "missing" else {"total": claim}
+    lasts = {} if conventions.lsky_count == "missing" else {"last_page": last if isinstance(claim, int) else claim}
+    nxt = f"{path}?page={page + 1}" if page < last else None
+    if conventions.lsky_paginator == "plain":  # LengthAwarePaginator::toArray()
+        plain = {
+            "current_page": page,
+            "data": rows,
+            "first_page_url": f"{path}?page=1",
+            "from": first,
+            **lasts,
+            "last_page_url": f"{path}?page={last}",
+            "links": page_links(path, page, last),
+            "next_page_url": nxt,
+            "path": path,
+            "per_page": per_page,
+            "prev_page_url": prev,
+            "to": to,
+            **counted,
+        }
+        return orjson.dumps(lsky_wrap(plain, unix))
     meta = {
         "current_page": page,
         "from": first,
-        "last_page": last,
+        **lasts,
         "links": page_links(path, page, last),
         "path": path,
         "per_page": per_page,
-        "to": first + len(rows) - 1 if first else None,
-        "total": total,
+        "to": to,
+        **counted,
     }
-    links = {
-        "first": f"{path}?page=1",
-        "last": f"{path}?page={last}",
-        "prev": f"{path}?page={page - 1}" if page > 1 else None,
-        "next": f"{path}?page={page + 1}" if page < last else None,
-    }
+    links = {"first": f"{path}?page=1", "last": f"{path}?page={last}", "prev": prev, "next": nxt}
     return orjson.dumps(lsky_wrap({"data": rows, "links": links, "meta": meta}, unix))
 
 
@@ -234,6 +238,18 @@ def not_found(api: str, unix: int) -> SimResponse:
     if api == "ace":
         return SimResponse(404, orjson.dumps({"detail": "Not found."}))
     return SimResponse(404, orjson.dumps({"status": "error", "message": "订单不存在", "data": {}, "time": unix}))
+
+
+def unrouted(api: str, path: str) -> SimResponse:
+    """The 404 of a path no route matches, which the framework answers before any view (and auth) runs."""
+    if api == "ace":  # Django, DEBUG off
+        return SimResponse(404, _DJANGO_404, _DJANGO_HTML)
+    return SimResponse(404, orjson.dumps({"message": f"The route {path.lstrip('/')} could not be found."}))
+
+
+def moved_permanently(location: str) -> SimResponse:
+    """Django's ``HttpResponsePermanentRedirect``: 301, an empty HTML body, ``Location`` as given."""
+    return SimResponse(301, b"", _DJANGO_HTML, headers=[("Location", location)])
 
 
 def method_not_allowed(api: str, method: str) -> SimResponse:
