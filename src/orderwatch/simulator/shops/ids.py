@@ -14,7 +14,24 @@ _BASE62: Final = string.digits + string.ascii_letters
 
 def ulid(at: datetime, rng: random.Random) -> str:
     """A lower-case ULID: 48 bits of milliseconds then 80 random bits, Crockford base32 (sorts by time)."""
-    value = (int(at.timestamp() * 1000) << 80) | rng.getrandbits(80)
+    return _base32((int(at.timestamp() * 1000) << 80) | rng.getrandbits(80))
+
+
+class MonotonicUlids:
+    """ULIDs that keep increasing within one millisecond too (the ULID spec's monotonic mode)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._last = 0
+
+    def next(self, at: datetime) -> str:
+        """The next ULID for time ``at``: a fresh one, or the last one plus one when that is not larger."""
+        value = (int(at.timestamp() * 1000) << 80) | self._rng.getrandbits(80)
+        self._last = value if value > self._last else self._last + 1
+        return _base32(self._last)
+
+
+def _base32(value: int) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 

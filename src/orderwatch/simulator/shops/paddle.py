@@ -8,7 +8,7 @@ full URL repeating the request's query with ``after`` set to the last id (presen
 ``order_by=field[ASC|DESC]`` over ``billed_at``, ``created_at``, ``id``, ``updated_at``; comma lists for
 ``status``, ``id``, ``customer_id``, ...; ``created_at``, ``updated_at``, ``billed_at`` exact or with ``[LT]``,
 ``[LTE]``, ``[GT]``, ``[GTE]``; timestamps in RFC 3339 with Go's trimmed fraction (``...08.3Z``); ids are
-ULID-based, so ``id`` order is creation order; errors ``{"error": {"type", "code", "detail",
+(monotonic) ULIDs, so ``id`` order is creation order; errors ``{"error": {"type", "code", "detail",
 "documentation_url"}, "meta": {"request_id"}}``; ``Skip-Count: true`` makes ``estimated_total`` -1.
 
 Switchable (``PaddleOptions``): page size default and maximum (30 for transactions), the default order.
@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from orderwatch.simulator.shops.dialect import Dialect, Request, json_response
-from orderwatch.simulator.shops.ids import ulid, uuid4
+from orderwatch.simulator.shops.ids import MonotonicUlids, ulid, uuid4
 from orderwatch.simulator.shops.keyset import Ordering, SortKey
 from orderwatch.simulator.shops.links import build_url, with_params
 from orderwatch.simulator.shops.store import Row
@@ -83,6 +83,7 @@ class PaddleDialect(Dialect):
         rng = self.core.rng
         self._customers = [f"ctm_{ulid(self.core.now(), rng)}" for _ in range(5)]
         self._invoices = 10000 + rng.randrange(1000)
+        self._ids = MonotonicUlids(rng)
 
     @property
     def list_path(self) -> str:
@@ -92,7 +93,7 @@ class PaddleDialect(Dialect):
     def build(self, state: str) -> Row:
         core, rng = self.core, self.core.rng
         created = core.creation_time()
-        tid = f"txn_{ulid(created, rng)}"
+        tid = f"txn_{self._ids.next(created)}"
         name, unit = rng.choice(_PRICES)
         qty = rng.randint(1, 3)
         subtotal = unit * qty
