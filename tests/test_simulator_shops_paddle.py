@@ -44,7 +44,7 @@ def test_list_shape_meta_and_next_url(paddle: ShopSimulator, http: httpx.Client)
     assert set(body) == {"data", "meta"} and re.fullmatch(r"[0-9a-f-]{36}", body["meta"]["request_id"])
     pagination = body["meta"]["pagination"]
     assert pagination["per_page"] == 30 == len(body["data"]) and pagination["has_more"] is True
-    assert pagination["estimated_total"] == len(paddle.keys())
+    assert pagination["estimated_total"] == len(paddle.order_keys())
     query = parse_qs(urlsplit(pagination["next"]).query)
     assert query["after"] == [body["data"][-1]["id"]] and query["status"][0].startswith("ready,billed")
     for txn in body["data"]:
@@ -55,10 +55,10 @@ def test_list_shape_meta_and_next_url(paddle: ShopSimulator, http: httpx.Client)
 def test_following_next_lists_every_transaction_once(paddle: ShopSimulator, http: httpx.Client) -> None:
     """Following meta.pagination.next while has_more yields every transaction once, by id descending (newest)."""
     rows = paddle_all(http, paddle, per_page=7)
-    assert [t["id"] for t in rows] == sorted(paddle.keys(), reverse=True)
+    assert [t["id"] for t in rows] == sorted(paddle.order_keys(), reverse=True)
     oldest = paddle_all(http, paddle, order_by="created_at[ASC]", per_page=11)
     stamps = [(t["created_at"], t["id"]) for t in oldest]
-    assert [t["id"] for t in oldest] == paddle.keys() and len(stamps) == len(set(stamps))
+    assert [t["id"] for t in oldest] == paddle.order_keys() and len(stamps) == len(set(stamps))
 
 
 def test_ids_sort_like_creation_times(paddle: ShopSimulator) -> None:
@@ -70,7 +70,7 @@ def test_ids_sort_like_creation_times(paddle: ShopSimulator) -> None:
 
 def test_the_last_page_still_has_a_next_url(paddle: ShopSimulator, http: httpx.Client) -> None:
     """On the last page has_more is false but next is still a URL: a client must stop on has_more."""
-    last = get(http, paddle, order_by="id[ASC]", after=sorted(paddle.keys())[-3]).json()["meta"]["pagination"]
+    last = get(http, paddle, order_by="id[ASC]", after=sorted(paddle.order_keys())[-3]).json()["meta"]["pagination"]
     assert last["has_more"] is False and last["next"].startswith("http://")
 
 
@@ -147,7 +147,7 @@ def test_auth_failures_are_paddles_403s(paddle: ShopSimulator, http: httpx.Clien
 
 def test_detail_is_data_and_meta_and_404(paddle: ShopSimulator, http: httpx.Client) -> None:
     """GET /transactions/{id} is {"data": ..., "meta": {"request_id"}}; an unknown id is 404 not_found."""
-    key = paddle.keys()[4]
+    key = paddle.order_keys()[4]
     body = http.get(f"{LIST}/{key}", headers=paddle.auth_headers()).json()
     assert body["data"] == paddle.order(key) and set(body["meta"]) == {"request_id"}
     missing = http.get(f"{LIST}/txn_01hnonexistent0000000000000", headers=paddle.auth_headers())

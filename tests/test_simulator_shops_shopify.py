@@ -59,7 +59,7 @@ def test_list_shape_headers_and_default_open_status(shop: ShopSimulator, http: h
     body = resp.json()
     assert set(body) == {"orders"}
     assert ids(body["orders"]) == newest_first(shop, is_open)[:50]
-    assert len(newest_first(shop, is_open)) < len(shop.keys())
+    assert len(newest_first(shop, is_open)) < len(shop.order_keys())
     order = body["orders"][0]
     assert order["admin_graphql_api_id"] == f"gid://shopify/Order/{order['id']}"
     assert order["name"] == f"#{order['order_number']}" and order["financial_status"] in shop.transitions
@@ -69,7 +69,7 @@ def test_list_shape_headers_and_default_open_status(shop: ShopSimulator, http: h
 def test_link_paging_lists_every_order_once_and_walks_back(shop: ShopSimulator, http: httpx.Client) -> None:
     """Following rel="next" with status=any yields every order once; rel="previous" walks the same pages back."""
     rows = shopify_all(http, shop, status="any", limit=7)
-    assert ids(rows) == newest_first(shop) and len(rows) == len(shop.keys())
+    assert ids(rows) == newest_first(shop) and len(rows) == len(shop.order_keys())
     pages, resp = [], http.get(LIST, params={"status": "any", "limit": 7}, headers=shop.auth_headers())
     assert "previous" not in resp.links
     while True:
@@ -128,7 +128,7 @@ def test_limit_defaults_to_50_and_is_capped_at_250() -> None:
 def test_fields_limits_keys_and_stays_in_the_links(shop: ShopSimulator, http: httpx.Client) -> None:
     """fields=id,financial_status returns only those keys, on every page."""
     rows = shopify_all(http, shop, status="any", limit=6, fields="id,financial_status")
-    assert all(set(o) == {"id", "financial_status"} for o in rows) and len(rows) == len(shop.keys())
+    assert all(set(o) == {"id", "financial_status"} for o in rows) and len(rows) == len(shop.order_keys())
 
 
 def test_financial_status_and_updated_at_min_filters(shop: ShopSimulator, http: httpx.Client) -> None:
@@ -205,7 +205,7 @@ def test_without_read_all_orders_only_the_last_60_days_show() -> None:
 
 def test_detail_endpoint_and_404(shop: ShopSimulator, http: httpx.Client) -> None:
     """orders/{id}.json is {"order": ...}; an unknown id is {"errors": "Not Found"}."""
-    key = shop.keys()[3]
+    key = shop.order_keys()[3]
     assert http.get(f"/admin/api/{V}/orders/{key}.json", headers=shop.auth_headers()).json() == {
         "order": shop.order(key)
     }

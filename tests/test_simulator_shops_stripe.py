@@ -63,7 +63,7 @@ def test_starting_after_pages_through_every_intent_once(stripe: ShopSimulator, h
     """Paging with starting_after=<last id> while has_more yields every PaymentIntent once, newest first."""
     rows = stripe_all(http, stripe, limit=7)
     assert [pi["id"] for pi in rows] == newest_first(stripe)
-    assert len(stripe_all(http, stripe, limit=100)) == len(stripe.keys())
+    assert len(stripe_all(http, stripe, limit=100)) == len(stripe.order_keys())
 
 
 def test_ending_before_returns_the_page_just_newer(stripe: ShopSimulator, http: httpx.Client) -> None:
@@ -122,7 +122,7 @@ def test_cursor_errors(stripe: ShopSimulator, http: httpx.Client) -> None:
     missing = get(http, stripe, starting_after="pi_doesnotexist")
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "resource_missing"
     assert missing.json()["error"]["message"] == "No such payment_intent: 'pi_doesnotexist'"
-    one = stripe.keys()[0]
+    one = stripe.order_keys()[0]
     both = get(http, stripe, starting_after=one, ending_before=one)
     assert both.status_code == 400 and "only specify one of" in both.json()["error"]["message"]
 
@@ -166,7 +166,7 @@ def test_basic_auth_with_the_key_as_user(stripe: ShopSimulator, http: httpx.Clie
 
 def test_retrieve_and_its_404(stripe: ShopSimulator, http: httpx.Client) -> None:
     """GET /v1/payment_intents/{id} is the object; an unknown id is 404 resource_missing on param intent."""
-    key = stripe.keys()[5]
+    key = stripe.order_keys()[5]
     assert http.get(f"{LIST}/{key}", headers=stripe.auth_headers()).json() == stripe.order(key)
     missing = http.get(f"{LIST}/pi_nope", headers=stripe.auth_headers())
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "intent"

@@ -141,7 +141,7 @@ class ShopSimulator:
                 self.dialect.step_once()
             return self.history[start:]
 
-    def keys(self) -> list[str]:
+    def order_keys(self) -> list[str]:
         """Every order's key, oldest first."""
         with self.lock:
             return [row.key for row in self.dialect.core.store.rows()]
