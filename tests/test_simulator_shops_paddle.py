@@ -172,3 +172,11 @@ def test_billing_and_payment_fields_follow_the_status() -> None:
     assert txn is not None and txn["billed_at"] and txn["invoice_number"].startswith("325-")
     assert txn["payments"][0]["status"] == "captured" and txn["updated_at"] > txn["created_at"]
     assert sim.transitions["completed"] == ()
+
+
+def test_include_customer_adds_the_customer_entity(paddle: ShopSimulator, http: httpx.Client) -> None:
+    """include=customer adds each transaction's customer (name, e-mail); without it only customer_id is there."""
+    plain = get(http, paddle, per_page=3).json()["data"]
+    rich = get(http, paddle, per_page=3, include="customer,address").json()["data"]
+    assert all("customer" not in t for t in plain)
+    assert all(t["customer"]["id"] == t["customer_id"] and "@" in t["customer"]["email"] for t in rich)

@@ -12,21 +12,22 @@ full URL repeating the request's query with ``after`` set to the last id (presen
 "documentation_url"}, "meta": {"request_id"}}``; ``Skip-Count: true`` makes ``estimated_total`` -1.
 
 Switchable (``PaddleOptions``): page size default and maximum (30 for transactions), the default order.
-Simplified: a bad parameter is one ``bad_request`` listing the fields; ``include`` is accepted and ignored; an
-``after`` id that does not exist is a 400 unless the order is by id (then it is compared as an id)."""
+Simplified: a bad parameter is one ``bad_request`` listing the fields; of ``include`` only ``customer`` adds
+anything; an ``after`` id that does not exist is a 400 unless the order is by id (then it is compared as an id)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from orderwatch.simulator.shops.dialect import Dialect, Request, json_response
 from orderwatch.simulator.shops.ids import MonotonicUlids, ulid, uuid4
 from orderwatch.simulator.shops.keyset import Ordering, SortKey
 from orderwatch.simulator.shops.links import build_url, with_params
+from orderwatch.simulator.shops.people import person
 from orderwatch.simulator.shops.store import Row
 from orderwatch.simulator.shops.timefmt import aware, parse_iso, rfc3339_nano
 from orderwatch.simulator.wire import SimResponse
@@ -81,7 +82,22 @@ class PaddleDialect(Dialect):
         super().__init__(**kw)
         self.options = options
         rng = self.core.rng
-        self._customers = [f"ctm_{ulid(self.core.now(), rng)}" for _ in range(5)]
+        joined = rfc3339_nano(self.core.now() - timedelta(days=30))
+        self._customers: dict[str, dict[str, Any]] = {}
+        for _ in range(5):
+            who, cid = person(rng), f"ctm_{ulid(self.core.now(), rng)}"
+            self._customers[cid] = {
+                "id": cid,
+                "name": f"{who.first} {who.last}",
+                "email": who.email,
+                "marketing_consent": False,
+                "status": "active",
+                "custom_data": None,
+                "locale": "en",
+                "created_at": joined,
+                "updated_at": joined,
+                "import_meta": None,
+            }
         self._invoices = 10000 + rng.randrange(1000)
         self._ids = MonotonicUlids(rng)
 
@@ -113,7 +129,7 @@ class PaddleDialect(Dialect):
         body: dict[str, Any] = {
             "id": tid,
             "status": state,
-            "customer_id": rng.choice(self._customers),
+            "customer_id": rng.choice(list(self._customers)),
             "address_id": f"add_{ulid(created, rng)}",
             "business_id": None,
             "custom_data": None,
@@ -225,7 +241,8 @@ class PaddleDialect(Dialect):
             row = self.core.store.get(match["id"])
             if row is None:
                 return self._error(404, "not_found", f"Entity {match['id']} not found")
-            return json_response(200, {"data": self.render(row, req.base_url), "meta": {"request_id": request_id}})
+            data = self._included(self.render(row, req.base_url), req)
+            return json_response(200, {"data": data, "meta": {"request_id": request_id}})
         raw = req.first("per_page")
         per_page = min(int(raw) if raw else self.options.default_per_page, self.options.max_per_page)
         rows = [r for r in self.core.store.rows() if all(check(r) for check in self._filters(req))]
@@ -248,10 +265,16 @@ class PaddleDialect(Dialect):
             "estimated_total": estimated,
         }
         body = {
-            "data": [self.render(r, req.base_url) for r in page],
+            "data": [self._included(self.render(r, req.base_url), req) for r in page],
             "meta": {"request_id": request_id, "pagination": pagination},
         }
         return json_response(200, body)
+
+    def _included(self, body: dict[str, Any], req: Request) -> dict[str, Any]:
+        """``body`` with the related entities ``include`` asks for (only ``customer`` is modelled)."""
+        if "customer" in _split(req.first("include")):
+            body["customer"] = dict(self._customers[body["customer_id"]])
+        return body
 
     def _order(self, req: Request) -> tuple[str, bool]:
         match = _ORDER_BY.match(req.first("order_by") or self.options.default_order_by)

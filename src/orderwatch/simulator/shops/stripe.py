@@ -26,6 +26,7 @@ from typing import Any, Final
 from orderwatch.simulator.shops.dialect import Dialect, Request, json_response
 from orderwatch.simulator.shops.ids import base62
 from orderwatch.simulator.shops.keyset import Ordering
+from orderwatch.simulator.shops.people import person
 from orderwatch.simulator.shops.store import Row
 from orderwatch.simulator.shops.timefmt import unix
 from orderwatch.simulator.wire import SimResponse
@@ -136,7 +137,7 @@ class StripeDialect(Dialect):
             "payment_method_options": {"card": {"installments": None, "request_three_d_secure": "automatic"}},
             "payment_method_types": ["card"],
             "processing": None,
-            "receipt_email": None,
+            "receipt_email": person(rng).email if rng.random() < 0.5 else None,
             "review": None,
             "setup_future_usage": None,
             "shipping": None,

@@ -20,7 +20,7 @@ import binascii
 import hmac
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -117,14 +117,14 @@ def _list_args(max_per_page: int) -> tuple[Arg, ...]:
         Arg("modified_after", "date-time"),
         Arg("modified_before", "date-time"),
         Arg("dates_are_gmt", "boolean", False),
-        Arg("exclude", "integer-list", []),
-        Arg("include", "integer-list", []),
+        Arg("exclude", "integer-list", ()),
+        Arg("include", "integer-list", ()),
         Arg("offset", "integer"),
         Arg("order", "enum", "desc", choices=("asc", "desc")),
         Arg("orderby", "enum", "date", choices=("date", "id", "include", "title", "slug", "modified")),
-        Arg("parent", "integer-list", []),
-        Arg("parent_exclude", "integer-list", []),
-        Arg("status", "enum-list", ["any"], choices=("any", "trash", *WOO_STATUSES)),
+        Arg("parent", "integer-list", ()),
+        Arg("parent_exclude", "integer-list", ()),
+        Arg("status", "enum-list", ("any",), choices=("any", "trash", *WOO_STATUSES)),
         Arg("customer", "integer"),
         Arg("product", "integer"),
         Arg("dp", "integer", 2),
@@ -367,7 +367,7 @@ class WooDialect(Dialect):
 
     def _listing(self, values: Mapping[str, Any]) -> list[Row]:
         """The orders the validated arguments select, in the order asked for."""
-        statuses: list[str] = values["status"]
+        statuses: Sequence[str] = values["status"]
         wanted, anything = set(statuses), "any" in statuses  # "any": every status but trash, whatever else is listed
         include, exclude = set(values["include"]), set(values["exclude"])
         gmt = bool(values["dates_are_gmt"])
