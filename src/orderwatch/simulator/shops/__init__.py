@@ -11,8 +11,8 @@ PaymentIntents, Paddle transactions and a configurable JSON API, each a switchab
     core.py, store.py      the orders, the clock and the history every API shares
     dialect.py             the base of an API: lifecycle, random steps, faults
     simulator.py           ShopSimulator: the public API, locking, faults, statistics, request dispatch
-    woocommerce.py         WooCommerce REST v3 orders (wp_rest.py: WordPress's argument validation and errors)
-    shopify.py             Shopify REST Admin orders
+    woocommerce.py         WooCommerce REST v3 orders (wp_rest.py: WordPress's validation; woo_orders.py: bodies)
+    shopify.py             Shopify REST Admin orders (shopify_orders.py: bodies)
     stripe.py              Stripe PaymentIntents
     paddle.py              Paddle Billing transactions
     generic.py             a configurable JSON API (generic_config.py: its options)

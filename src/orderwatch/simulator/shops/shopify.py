@@ -30,10 +30,10 @@ from typing import Any, Final
 import orjson
 
 from orderwatch.simulator.shops.dialect import Dialect, Request, json_response
-from orderwatch.simulator.shops.ids import hex_token, uuid4
+from orderwatch.simulator.shops.ids import uuid4
 from orderwatch.simulator.shops.keyset import Ordering
 from orderwatch.simulator.shops.links import build_url, link_header
-from orderwatch.simulator.shops.people import person
+from orderwatch.simulator.shops.shopify_orders import new_order
 from orderwatch.simulator.shops.store import Row
 from orderwatch.simulator.shops.timefmt import aware, parse_iso, with_offset
 from orderwatch.simulator.wire import SimResponse
@@ -59,8 +59,6 @@ _FULFILLMENT: Final[Mapping[str, Callable[[str | None], bool]]] = {
     "unfulfilled": lambda f: f in {None, "partial"},
 }
 _ORDER_FIELDS: Final = {"created_at": "created", "updated_at": "updated", "processed_at": "created", "id": "id"}
-_GATEWAYS: Final = (("shopify_payments", "shopify_payments"), ("paypal", "paypal"), ("manual", "manual"))
-_PRODUCTS: Final = (("Classic Tee", "29.00"), ("Canvas Tote", "18.50"), ("Wool Beanie", "24.00"), ("Mug", "12.00"))
 _PAGINATION_DOC: Final = "See https://shopify.dev/api/usage/pagination-rest for more information."
 _INVALID_TOKEN: Final = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 _CHALLENGE: Final = (
@@ -126,74 +124,8 @@ class ShopifyDialect(Dialect):
         created = core.creation_time()
         self._next_id += rng.randint(10**5, 10**7)
         self._number += 1
-        oid, who = self._next_id, person(rng)
-        title, price = rng.choice(_PRODUCTS)
-        qty = rng.randint(1, 3)
-        total = f"{qty * float(price):.2f}"
-        gateway = rng.choice(_GATEWAYS)[0]
-        token = hex_token(rng, 32)
-        address = {
-            "first_name": who.first,
-            "last_name": who.last,
-            "address1": who.street,
-            "city": who.city,
-            "province_code": who.state,
-            "zip": who.postcode,
-            "country_code": who.country,
-        }
-        body: dict[str, Any] = {
-            "id": oid,
-            "admin_graphql_api_id": f"gid://shopify/Order/{oid}",
-            "app_id": 580111,
-            "browser_ip": f"198.51.100.{rng.randrange(1, 255)}",
-            "buyer_accepts_marketing": rng.random() < 0.3,
-            "cancel_reason": None,
-            "cancelled_at": None,
-            "cart_token": hex_token(rng, 32),
-            "checkout_token": hex_token(rng, 32),
-            "closed_at": None,
-            "confirmation_number": "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(9)),
-            "confirmed": True,
-            "contact_email": who.email,
-            "created_at": "",
-            "currency": self.options.currency,
-            "current_total_price": total,
-            "email": who.email,
-            "financial_status": state,
-            "fulfillment_status": None,
-            "name": f"#{self._number}",
-            "note": None,
-            "number": self._number - 1000,
-            "order_number": self._number,
-            "order_status_url": f"https://{self.options.shop}.myshopify.com/{oid}/orders/{token}/authenticate",
-            "payment_gateway_names": [gateway],
-            "phone": None,
-            "presentment_currency": self.options.currency,
-            "processed_at": "",
-            "source_name": "web",
-            "subtotal_price": total,
-            "tags": "",
-            "taxes_included": False,
-            "test": False,
-            "token": token,
-            "total_discounts": "0.00",
-            "total_line_items_price": total,
-            "total_outstanding": total,
-            "total_price": total,
-            "total_tax": "0.00",
-            "updated_at": "",
-            "billing_address": address,
-            "shipping_address": address,
-            "customer": {
-                "id": 7_100_000_000_000 + rng.randrange(10**6),
-                "email": who.email,
-                "first_name": who.first,
-                "last_name": who.last,
-            },
-            "line_items": [{"id": oid + 1, "title": title, "quantity": qty, "price": price, "sku": None}],
-            "fulfillments": [],
-            "refunds": [],
-        }
+        oid = self._next_id
+        body = new_order(oid, self._number, state, rng, self.options.shop, self.options.currency)
         row = Row(str(oid), core.store.next_seq(), state, created, created, body, {"id": oid})
         body["created_at"] = body["processed_at"] = self._time(created)
         self._apply(row)
