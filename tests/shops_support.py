@@ -44,8 +44,7 @@ def shopify_all(http: httpx.Client, sim: ShopSimulator, **params: Any) -> list[d
 
 
 def stripe_all(http: httpx.Client, sim: ShopSimulator, **params: Any) -> list[dict[str, Any]]:
-    """Every PaymentIntent: ``starting_after`` the last id while ``has_more`` (or, without it, while pages are
-    full)."""
+    """Every PaymentIntent: ``starting_after`` the last id while ``has_more`` (without it: while pages are full)."""
     rows: list[dict[str, Any]] = []
     limit = int(params.get("limit", 10))
     while True:

@@ -353,6 +353,7 @@ async def test_concurrent_clients_while_orders_change() -> None:
     codes: list[int] = []
 
     async def fetch(client: httpx.AsyncClient, shop: ShopSimulator) -> None:
+        """One list request; its body must parse."""
         resp = await client.get(shop.list_path, params=shop.auth_params(), headers=shop.auth_headers())
         orjson.loads(resp.content)
         codes.append(resp.status_code)
