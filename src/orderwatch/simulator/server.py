@@ -1,4 +1,8 @@
-"""The HTTP side: a ``ThreadingHTTPServer`` in a daemon thread serving a ``Simulator``, and the demo's clock."""
+"""The HTTP side: a ``ThreadingHTTPServer`` in a daemon thread serving a simulator, and the demo's clock.
+
+Anything with ``handle_request(method, target, headers, base_url) -> SimResponse`` can be served (``RequestHandler``):
+the seed ``Simulator``, a ``ShopSimulator``, or a ``ShopRouter`` that puts several of them behind one port.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,33 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from orderwatch.simulator.state import Simulator
+from orderwatch.simulator.wire import SimResponse
+
+
+class RequestHandler(Protocol):
+    """What ``SimServer`` serves: one HTTP request in (lower-case header names), one ``SimResponse`` out."""
+
+    def handle_request(self, method: str, target: str, headers: Mapping[str, str], base_url: str) -> SimResponse:
+        """Answer ``method target``; ``base_url`` is ``http://host:port`` as the client addressed the server."""
+        ...
+
+
+class Steppable(Protocol):
+    """What ``run_clock`` drives: something that makes one random change per ``step()``."""
+
+    def step(self) -> object:
+        """Make one random change."""
+        ...
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default 5 drops connects of concurrent clients (1 s SYN retry)
-    sim: Simulator
+    sim: RequestHandler
     open_sockets: set[Any]
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -67,16 +88,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SimServer:
-    """Serves a ``Simulator`` on loopback in a daemon thread; a context manager (also ``start``/``stop``)."""
+    """Serves a simulator (any ``RequestHandler``) on loopback in a daemon thread; a context manager (also
+    ``start``/``stop``)."""
 
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sim: RequestHandler, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim, self.host, self.port = sim, host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        """``http://HOST:PORT``: Ace at ``/api/v1/orders/``, Lsky at ``/api/v2/user/orders``."""
+        """``http://HOST:PORT`` (seed ``Simulator``: Ace at ``/api/v1/orders/``, Lsky at ``/api/v2/user/orders``)."""
         if self._server is None:
             raise RuntimeError("the simulator server is not started")
         host, port = self._server.server_address[:2]
@@ -114,7 +136,7 @@ class SimServer:
         self.stop()
 
 
-def run_clock(sim: Simulator, every: float, stop: threading.Event) -> threading.Thread:
+def run_clock(sim: Steppable, every: float, stop: threading.Event) -> threading.Thread:
     """Start a daemon thread that calls ``sim.step()`` every ``every`` seconds until ``stop`` is set."""
 
     def tick() -> None:
