@@ -27,8 +27,8 @@ from orderwatch.core.model import Observation, Order
 from orderwatch.simulator import Api, SimServer, Simulator
 from orderwatch.sources import ADAPTERS, Source
 from orderwatch.store import Store
-from orderwatch.sweep.fetch import Clients
 from orderwatch.sweep.full import SnapshotSink
+from orderwatch.sweep.http import Clients
 from orderwatch.sweep.poller import Poller
 
 T0 = "2026-01-01T00:00:00.000000Z"

@@ -34,7 +34,7 @@ from orderwatch.config import Config, load_config
 from orderwatch.core.model import Event
 from orderwatch.simulator import Api, Faults, SimChange, SimServer, Simulator
 from orderwatch.store import EventFilter, Store
-from orderwatch.sweep import fetch
+from orderwatch.sweep import http
 from orderwatch.sweep.poller import Poller, PollResult
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, config_text, run_cli
 
@@ -86,7 +86,7 @@ async def polling(conf: Config) -> AsyncIterator[Poller]:
     """A poller over the config's database and one set of HTTP clients."""
     store = Store.open(conf.database)
     try:
-        async with fetch.clients() as pool:
+        async with http.clients() as pool:
             yield Poller(store, pool)
     finally:
         store.close()
@@ -536,14 +536,14 @@ def test_cli_rejected_token_exits_1_with_the_fix(config_file: Path, sim: Simulat
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     """Retry-After as delta-seconds or an HTTP date becomes seconds to wait; a past date is 0, junk is ignored."""
-    assert fetch.retry_after("7") == 7.0
-    assert fetch.retry_after(" 0 ") == 0.0
+    assert http.retry_after("7") == 7.0
+    assert http.retry_after(" 0 ") == 0.0
     ahead = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-    wait = fetch.retry_after(ahead)
+    wait = http.retry_after(ahead)
     assert wait is not None and 100 < wait <= 120
-    assert fetch.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert fetch.retry_after("soon") is None
-    assert fetch.retry_after(None) is None
+    assert http.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert http.retry_after("soon") is None
+    assert http.retry_after(None) is None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from orderwatch.core.model import Event
 from orderwatch.simulator import TRANSITIONS, Api, SimServer, Simulator
 from orderwatch.sources import Source, make_source
 from orderwatch.store import Store
-from orderwatch.sweep.fetch import Clients
+from orderwatch.sweep.http import Clients
 from orderwatch.sweep.poller import Poller, PollResult
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN
 

@@ -14,7 +14,7 @@ import pytest
 
 from orderwatch.sources import Source, make_source
 from orderwatch.store import Store
-from orderwatch.sweep import fetch
+from orderwatch.sweep import http
 from orderwatch.sweep.poller import BASELINE_TRIES, Poller
 
 Answer = Callable[[dict[str, str]], dict[str, Any]]
@@ -79,7 +79,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 async def poll(store: Store, src: Source, **kw: Any) -> Any:
-    async with fetch.clients() as pool:
+    async with http.clients() as pool:
         return await Poller(store, pool).poll(src, **kw)
 
 

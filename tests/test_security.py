@@ -28,7 +28,7 @@ from orderwatch.core.model import Observation, Order
 from orderwatch.errors import ConfigError, SourceError
 from orderwatch.simulator import SimServer, Simulator
 from orderwatch.store import Store
-from orderwatch.sweep import fetch
+from orderwatch.sweep import http, paging
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, Ran, config_text, run_cli
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
@@ -280,7 +280,7 @@ def test_token_over_plain_http_to_a_remote_host_is_a_config_error(tmp_path: Path
 def test_plain_http_is_accepted_when_safe_or_allowed(tmp_path: Path, base_url: str, extra: str, token: bool) -> None:
     """http:// is fine to loopback hosts, without a token, or with allow_insecure_http = true."""
     conf = load_config(remote_config(tmp_path / "ok.toml", base_url, extra, token))
-    fetch.check_transport(conf.sources["ace"])
+    http.check_transport(conf.sources["ace"])
 
 
 @pytest.mark.anyio
@@ -290,12 +290,12 @@ async def test_the_http_loop_refuses_before_sending_the_token(tmp_path: Path) ->
     allowed = load_config(remote_config(tmp_path / "r.toml", url, "allow_insecure_http = true\n"))
     src = dataclasses.replace(allowed.sources["ace"], allow_insecure_http=False)
     refused = r"refusing to send the token over plain http:// to orders\.example\.invalid; use https:// or set"
-    async with fetch.clients() as pool:
+    async with http.clients() as pool:
         client = pool.for_source(src)
         with pytest.raises(SourceError, match=refused):
-            await fetch.sweep(client, src)
+            await paging.collect(client, src)
         with pytest.raises(SourceError, match=refused):
-            await fetch.fetch_detail(client, src, "x")
+            await http.fetch_detail(client, src, "x", http.Tally(), 0.0)
 
 
 # ---- files --------------------------------------------------------------------------------------------------------

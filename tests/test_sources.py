@@ -71,21 +71,32 @@ def test_lsky_request_always_sorts_and_keeps_user_query_tokens() -> None:
 
 
 def test_ace_paging_advances_by_items_received_not_by_limit() -> None:
-    """A clamped page of 7 when 100 were asked moves the offset by 7; count or an empty page ends the sweep."""
+    """A clamped page of 7 when 100 were asked moves the offset by 7; an empty page ends the list, and the count
+    says which page is the last (the sweep then checks the page after it)."""
     page = Page(orders=tuple(range(7)), total=20)  # type: ignore[arg-type]
-    assert acedata.next_cursor(0, page, 100) == 7
-    assert acedata.next_cursor(14, page, 100) is None
-    assert acedata.next_cursor(0, Page(orders=(), total=20), 100) is None
-    assert acedata.next_cursor(0, Page(orders=tuple(range(7)), total=None), 100) == 7  # type: ignore[arg-type]
+    assert acedata.next_cursor(0, page) == 7 and not acedata.says_last(0, page)
+    assert acedata.next_cursor(14, page) == 21 and acedata.says_last(14, page)
+    assert acedata.next_cursor(0, Page(orders=(), total=20)) is None
+    assert acedata.next_cursor(0, Page(orders=tuple(range(7)), total=None)) == 7  # type: ignore[arg-type]
+    assert not acedata.says_last(0, Page(orders=tuple(range(7)), total=None))  # type: ignore[arg-type]
 
 
-def test_lsky_paging_stops_at_last_page_or_missing_next_link() -> None:
-    """Lsky pages stop at meta.last_page, at an empty page, or when links.next is null without meta."""
+def test_lsky_paging_says_last_at_last_page_or_missing_next_link() -> None:
+    """Lsky's last page is meta.last_page's, or the one whose links.next is null without meta; an empty page ends
+    the list whatever they say."""
     some = tuple(range(3))
-    assert lsky.next_cursor(1, Page(orders=some, last_page=2), 3) == 2  # type: ignore[arg-type]
-    assert lsky.next_cursor(2, Page(orders=some, last_page=2), 3) is None  # type: ignore[arg-type]
-    assert lsky.next_cursor(1, Page(orders=some, has_next=False), 3) is None  # type: ignore[arg-type]
-    assert lsky.next_cursor(1, Page(orders=()), 3) is None
+    assert lsky.next_cursor(1, Page(orders=some, last_page=2)) == 2  # type: ignore[arg-type]
+    assert not lsky.says_last(1, Page(orders=some, last_page=2))  # type: ignore[arg-type]
+    assert lsky.says_last(2, Page(orders=some, last_page=2))  # type: ignore[arg-type]
+    assert lsky.says_last(1, Page(orders=some, has_next=False))  # type: ignore[arg-type]
+    assert lsky.next_cursor(1, Page(orders=())) is None
+
+
+def test_a_plan_never_lists_more_pages_than_asked_whatever_the_count_says() -> None:
+    """A count of 10**12 plans at most the pages asked for, built lazily (no list of a billion cursors)."""
+    page = Page(orders=tuple(range(100)), total=10**12, last_page=10**10)  # type: ignore[arg-type]
+    assert acedata.plan(page, 0, 999) == list(range(100, 100_000, 100))
+    assert lsky.plan(page, 1, 999) == list(range(2, 1001))
 
 
 def test_a_page_leaves_out_the_orders_skip_calls_unchanged_and_still_pages_by_all_it_listed() -> None:
@@ -102,14 +113,14 @@ def test_a_page_leaves_out_the_orders_skip_calls_unchanged_and_still_pages_by_al
     page = acedata.parse_list(source("acedata"), body({"count": 10, "items": items}), skip=skip)
     assert asked == [(o.key, o.state, o.raw_json) for o in built] and [k for k, _, _ in asked] == ["a", "7", "b"]
     assert [o.key for o in page.orders] == ["b"] and (page.skipped, page.size) == (2, 3)
-    assert acedata.next_cursor(0, page, 100) == 3 and acedata.plan(page, 0) == [3, 6, 9]
+    assert acedata.next_cursor(0, page) == 3 and acedata.plan(page, 0, 100) == [3, 6, 9]
     lsky_page = {
         "status": "success",
         "data": {"data": [{"trade_no": "t1", "status": "paid"}], "meta": {"last_page": 2}},
     }
     everything_known = lsky.parse_list(source("lsky"), body(lsky_page), skip=lambda *_: True)
     assert everything_known.orders == () and everything_known.size == 1
-    assert lsky.next_cursor(1, everything_known, 1) == 2 and lsky.plan(everything_known, 1) == [2]
+    assert lsky.next_cursor(1, everything_known) == 2 and lsky.plan(everything_known, 1, 100) == [2]
 
 
 @pytest.mark.parametrize(
@@ -239,7 +250,7 @@ def test_detail_requests_and_answers() -> None:
 
 def test_state_filters_use_the_apis_own_spellings() -> None:
     """Filters send raw states as each API spells them: Ace `Pending`, Lsky `paid`, a user's own `0` as written."""
-    from orderwatch.sweep.incremental import raw_states
+    from orderwatch.sweep.local import raw_states
 
     assert raw_states(source("acedata"), {"Pending", "Paid"}) == ["Paid", "Pending"]
     assert raw_states(source("lsky"), {"Paid", "Cancelled"}) == ["cancelled", "paid"]

@@ -21,7 +21,7 @@ from orderwatch.config import Config, load_config
 from orderwatch.errors import StoreError
 from orderwatch.simulator import SimServer, Simulator
 from orderwatch.store import Store
-from orderwatch.sweep import fetch
+from orderwatch.sweep import http
 from orderwatch.sweep.poller import Poller, PollResult
 from tests.conftest import config_text, run_cli
 
@@ -39,7 +39,7 @@ def load(tmp_path: Path, url: str) -> Config:
 async def poller_on(store: Store) -> AsyncIterator[Poller]:
     """A poller writing to ``store`` (closed afterwards)."""
     try:
-        async with fetch.clients() as pool:
+        async with http.clients() as pool:
             yield Poller(store, pool)
     finally:
         store.close()

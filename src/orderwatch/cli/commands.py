@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orderwatch import sweep
 from orderwatch.core.rules import router
 from orderwatch.errors import SourceError, StoreError
 from orderwatch.sources import adapter_for
 from orderwatch.store import EventFilter, Store
-from orderwatch.sweep import fetch
-from orderwatch.sweep.poller import Poller, PollResult
+from orderwatch.sweep import Poller, PollResult
 
 if TYPE_CHECKING:
     from orderwatch.config import Config
@@ -36,7 +36,7 @@ async def poll_once(
 
     Returns the poll results and whether any delivery failed.
     """
-    async with fetch.clients() as pool:
+    async with sweep.clients() as pool:
         poller = Poller(store, pool, router=router(conf.rules, conf.channels))
         chosen = [conf.sources[n] for n in names] if names else list(conf.sources.values())
         results = await poller.poll_many(chosen, dry_run=dry_run, full=full)
@@ -78,13 +78,13 @@ def follow_events(
 async def check_sources(conf: Config) -> list[tuple[str, bool]]:
     """``check --connect``: fetch one page from each source and report auth or shape problems."""
     lines: list[tuple[str, bool]] = []
-    async with fetch.clients() as pool:
+    async with sweep.clients() as pool:
         for src in conf.sources.values():
             adapter = adapter_for(src)
             req = adapter.list_request(src, adapter.first_cursor())
             try:
-                fetch.check_transport(src)
-                page = await fetch.fetch_page(pool.for_source(src), src, req, fetch.Tally(), time.monotonic() + 30)
+                sweep.check_transport(src)
+                page = await sweep.fetch_page(pool.for_source(src), src, req, sweep.Tally(), time.monotonic() + 30)
             except SourceError as exc:
                 lines.append((f"{src.name}: FAILED — {exc.message}", False))
                 continue

@@ -5,8 +5,9 @@ Rules (CONTRACT.md, "Events"):
 - Until a source has a baseline, observations are stored silently; the first sweep that proves absence (full,
   complete, consistent) becomes the baseline (the poller may also settle for a complete one: ``BASELINE_TRIES``).
 - After that: an order not in the snapshot → ``appeared``; a changed canonical state → ``transition`` (raw states
-  kept); an order missing from a sweep that proves absence → ``vanished``. Partial or failed sweeps infer nothing
-  from what they did not see.
+  kept); an order missing from a sweep that proves absence, or proven absent on its own (``Observation.gone``: a
+  checked detail endpoint's 404, a part of the list listed completely) → ``vanished``. Partial or failed sweeps
+  infer nothing from what they did not see.
 - Rows are written only when their content hash (or canonical state) changed.
 """
 
@@ -64,11 +65,13 @@ def diff(previous: Mapping[str, Known], observation: Observation, *, baselined: 
 
     removals: list[str] = []
     known_seen = len(observation.orders) - new
+    seen = observation.orders
     if observation.proves_absence and known_seen != len(previous):
-        seen = observation.orders
         removals = sorted(key for key in previous if key not in seen)
-        if baselined:
-            events.extend(_vanished(source, key, previous[key], now) for key in removals)
+    elif observation.gone:
+        removals = sorted(key for key in observation.gone if key in previous and key not in seen)
+    if baselined:
+        events.extend(_vanished(source, key, previous[key], now) for key in removals)
 
     return Change(
         events=tuple(events),

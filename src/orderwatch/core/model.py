@@ -67,43 +67,50 @@ def content_hash(blob: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """One order as the source returned it."""
+    """One order as the source returned it. ``created``: its creation time (``2024-06-15T10:00:00.123456Z``), when
+    the format has one."""
 
     key: str
     raw_state: str
     state: str
     raw_json: bytes  # canonical_json of the order as returned
     digest: str  # content_hash(raw_json)
+    created: str | None = None
 
     @classmethod
-    def build(cls, key: str, raw_state: str, state: str, raw: Any, *, compact: bool = True) -> Order:
+    def build(
+        cls, key: str, raw_state: str, state: str, raw: Any, *, compact: bool = True, created: str | None = None
+    ) -> Order:
         """An order from its parsed JSON object: serialises it once and hashes it (``compact``: see ``compact``)."""
-        return cls.from_json(key, raw_state, state, canonical_json(raw, compact=compact))
+        return cls.from_json(key, raw_state, state, canonical_json(raw, compact=compact), created)
 
     @classmethod
-    def from_json(cls, key: str, raw_state: str, state: str, blob: bytes) -> Order:
+    def from_json(cls, key: str, raw_state: str, state: str, blob: bytes, created: str | None = None) -> Order:
         """An order from its canonical JSON (``canonical_json`` of the object), hashed here."""
-        return _new_order(key, raw_state, state, blob, content_hash(blob))
+        return _new_order(key, raw_state, state, blob, content_hash(blob), created)
 
     def compact(self) -> Order:
         """This order with its JSON in an exact-size buffer: call it on an order built with ``compact=False`` before
         keeping it (a sweep's pages hold such orders; most are dropped after a look at their hash)."""
-        return _new_order(self.key, self.raw_state, self.state, bytes(memoryview(self.raw_json)), self.digest)
+        raw_json = bytes(memoryview(self.raw_json))
+        return _new_order(self.key, self.raw_state, self.state, raw_json, self.digest, self.created)
 
 
 # Orders are built by the hundred thousand in a sweep: setting the slots directly costs ~0.3 µs where the frozen
 # dataclass's __init__ (object.__setattr__ per field) costs ~0.6 µs. Same fields, same immutability afterwards.
-_SET_ORDER = tuple(Order.__dict__[name].__set__ for name in ("key", "raw_state", "state", "raw_json", "digest"))
+_FIELDS = ("key", "raw_state", "state", "raw_json", "digest", "created")
+_SET_ORDER = tuple(Order.__dict__[name].__set__ for name in _FIELDS)
 
 
-def _new_order(key: str, raw_state: str, state: str, raw_json: bytes, digest: str) -> Order:
+def _new_order(key: str, raw_state: str, state: str, raw_json: bytes, digest: str, created: str | None) -> Order:
     order: Order = object.__new__(Order)
-    set_key, set_raw_state, set_state, set_raw_json, set_digest = _SET_ORDER
+    set_key, set_raw_state, set_state, set_raw_json, set_digest, set_created = _SET_ORDER
     set_key(order, key)
     set_raw_state(order, raw_state)
     set_state(order, state)
     set_raw_json(order, raw_json)
     set_digest(order, digest)
+    set_created(order, created)
     return order
 
 
@@ -118,6 +125,9 @@ class Page:
     first_item: int | None = None  # Laravel meta.from (1-based)
     has_next: bool | None = None  # an explicit "more pages" signal (links.next), when the API gives one
     skipped: int = 0  # items left out of ``orders``: the caller has them unchanged (``sources.Skip``)
+    newest_first: bool | None = None  # the items are in non-increasing creation time (None: cannot tell)
+    newest: str | None = None  # the first and last items' creation times (joining pages up)
+    oldest: str | None = None
 
     @property
     def size(self) -> int:
@@ -143,6 +153,9 @@ class Observation:
     requests: int = 0
     bytes: int = 0
     distinct: int | None = None  # distinct orders the sweep saw (also when they were streamed, not kept)
+    gone: frozenset[str] = frozenset()  # orders proven absent one by one (a checked detail endpoint's 404, …)
+    counts_ok: bool | None = None  # the API's counts held up against what the sweep saw (None: it gave none)
+    sorted_ok: bool | None = None  # the list came newest first as asked (None: cannot tell)
 
     @property
     def proves_absence(self) -> bool:

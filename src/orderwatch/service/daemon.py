@@ -29,7 +29,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import structlog
 
-from orderwatch import clock
+from orderwatch import clock, sweep
 from orderwatch.config import secrets_of
 from orderwatch.core import health
 from orderwatch.core.rules import router
@@ -38,8 +38,7 @@ from orderwatch.service import sdnotify
 from orderwatch.service.log import register_secrets, scrub
 from orderwatch.service.metrics import Metrics
 from orderwatch.store import Store
-from orderwatch.sweep import fetch
-from orderwatch.sweep.poller import Poller, PollResult
+from orderwatch.sweep import Poller, PollResult
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -110,7 +109,7 @@ class Daemon:
         path = self.database_override or str(self.conf.database)
         self._store = await anyio.to_thread.run_sync(Store.open, path)
         try:
-            async with fetch.clients() as pool:
+            async with sweep.clients() as pool:
                 self._poller = Poller(self.store, pool, router=router(self.conf.rules, self.conf.channels))
                 await self._serve()
         finally:

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from orderwatch.core.secret import Secret
 from orderwatch.sources import acedata, lsky
-from orderwatch.sources.spec import Adapter, Request, Skip, Source
+from orderwatch.sources.spec import Adapter, Part, Partition, Request, Skip, Source
 
 ADAPTERS: Final[Mapping[str, Adapter]] = {"acedata": acedata.ADAPTER, "lsky": lsky.ADAPTER}
 
@@ -34,4 +34,4 @@ def make_source(name: str, kind: str, base_url: str, **settings: Any) -> Source:
     return src if src.open_states else replace(src, open_states=adapter.open_states)
 
 
-__all__ = ["ADAPTERS", "Adapter", "Request", "Skip", "Source", "adapter_for", "make_source"]
+__all__ = ["ADAPTERS", "Adapter", "Part", "Partition", "Request", "Skip", "Source", "adapter_for", "make_source"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from orderwatch import clock
 from orderwatch.core.model import Order, Page, canonical_json, canonical_state
 from orderwatch.errors import MalformedResponse
 from orderwatch.sources.spec import Skip, Source
@@ -78,7 +79,39 @@ def scalar_text(value: Any) -> str | None:
     return None
 
 
-def build_order(src: Source, item: Any, key_field: str, state_field: str, where: str) -> Order:
+def iso_time(value: Any) -> str | None:
+    """An ISO 8601 time as the one text form that sorts like the time (``2024-06-15T10:00:00.123456Z``, UTC);
+    None when ``value`` is not one. The API's own text is kept when it is already in that form (the usual case)."""
+    if type(value) is not str:
+        return None
+    if len(value) == 27 and value[10] == "T" and value[19] == "." and value[26] == "Z":
+        return value
+    try:
+        return clock.text(clock.parse(value))
+    except ValueError:
+        return None
+
+
+def time_order(items: Sequence[Any], field: str) -> tuple[bool | None, str | None, str | None]:
+    """Whether the items are newest first by their creation time ``field`` (None: none has one), and the first and
+    last creation times seen."""
+    first = last = None
+    ordered = True
+    for item in items:
+        when = iso_time(item.get(field)) if type(item) is dict else None
+        if when is None:
+            continue
+        if first is None:
+            first = when
+        elif last is not None and when > last:
+            ordered = False
+        last = when
+    return (ordered if first is not None else None), first, last
+
+
+def build_order(
+    src: Source, item: Any, key_field: str, state_field: str, where: str, created_field: str | None = None
+) -> Order:
     """An ``Order`` from one list item; ``MalformedResponse`` when it has no usable key or state."""
     if not isinstance(item, Mapping):
         raise MalformedResponse(src.name, f"{where} is a {type(item).__name__}, expected an object")
@@ -91,11 +124,17 @@ def build_order(src: Source, item: Any, key_field: str, state_field: str, where:
             src.name,
             f"{where} (order {key}) has no usable {state_field!r} (got {item.get(state_field)!r:.40})",
         )
-    return Order.build(key, raw_state, canonical_state(raw_state, src.states), item)
+    created = iso_time(item.get(created_field)) if created_field else None
+    return Order.build(key, raw_state, canonical_state(raw_state, src.states), item, created=created)
 
 
 def build_orders(
-    src: Source, items: list[Any], key_field: str, state_field: str, skip: Skip | None = None
+    src: Source,
+    items: list[Any],
+    key_field: str,
+    state_field: str,
+    skip: Skip | None = None,
+    created_field: str | None = None,
 ) -> tuple[tuple[Order, ...], int]:
     """The ``Order`` of each list item (``build_order``'s checks, with a fast path for the usual item: a JSON object
     whose key and state are non-blank strings), and how many items ``skip`` took as unchanged (left out). Its
@@ -117,9 +156,10 @@ def build_orders(
                     if skip is not None and skip(key, state, blob):
                         skipped += 1
                     else:
-                        orders.append(from_json(key, raw_state, state, blob))
+                        created = iso_time(item.get(created_field)) if created_field else None
+                        orders.append(from_json(key, raw_state, state, blob, created))
                     continue
-        order = build_order(src, item, key_field, state_field, f"item {i}")  # e.g. an integer key
+        order = build_order(src, item, key_field, state_field, f"item {i}", created_field)  # e.g. an integer key
         if skip is not None and skip(order.key, order.state, order.raw_json):
             skipped += 1
         else:
@@ -181,6 +221,13 @@ def text_at(order: Any, *path: str) -> str | None:
 
 
 def created_at(order: Any) -> str | None:
-    """The order's ``created_at`` as the API wrote it (both seed APIs use ISO 8601 in UTC), if it has one."""
-    value = order.get("created_at") if isinstance(order, Mapping) else None
-    return value if isinstance(value, str) else None
+    """The order's ``created_at`` (both seed APIs write ISO 8601 in UTC) in ``iso_time``'s form, if it has one."""
+    return iso_time(order.get("created_at")) if isinstance(order, Mapping) else None
+
+
+def plan_range(start: int, stop: int, step: int, limit: int) -> list[int]:
+    """At most ``limit`` cursors ``start, start + step, …`` below ``stop``, without building more (a server's total
+    may be any number)."""
+    if step <= 0 or limit <= 0 or start >= stop:
+        return []
+    return list(range(start, min(stop, start + step * limit), step))

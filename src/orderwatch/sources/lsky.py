@@ -1,7 +1,10 @@
-"""Lsky Pro+ 2.x ``GET /api/v2/user/orders`` (seed 002): Laravel paginator, ``page``/``per_page``.
+"""Lsky Pro+ 2.x ``GET /api/v2/user/orders``: Laravel paginator, ``page``/``per_page``.
 
 Body ``{status, message, data: {data, links, meta}, time}``. Errors may come as HTTP 200 with ``status: "error"``.
-There is no default ORDER BY, so every request sends ``q=sort:latest``. Pure: builds requests, parses bodies.
+There is no default ORDER BY, so every request sends ``q=sort:latest``. ``q`` is space-separated tokens:
+``status:=:paid`` filters (one status per request), and a bare word matches ``trade_no``, which starts with the
+order's creation time (``YmdHis``): a digit prefix is a part of the list the server counts (see ``Partition``).
+Pure: builds requests, parses bodies.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from urllib.parse import quote
 from orderwatch.core.model import Order, Page
 from orderwatch.errors import ErrorBody, MalformedResponse
 from orderwatch.sources import _parse
-from orderwatch.sources.spec import Adapter, Request, Skip, Source
+from orderwatch.sources.spec import Adapter, Part, Partition, Request, Skip, Source
 
 RAW_STATES: Final = ("unpaid", "paid", "cancelled")  # as the API spells them
 DEFAULT_STATES: Final[Mapping[str, str]] = {"unpaid": "Pending", "paid": "Paid", "cancelled": "Cancelled"}
 OPEN_STATES: Final = ("Pending",)  # paid and cancelled are final (cancelled orders may vanish: full sweeps)
 KEY_FIELD: Final = "trade_no"
 STATE_FIELD: Final = "status"
+CREATED_FIELD: Final = "created_at"
+_DIGITS: Final = "0123456789"
 LIST_PATH: Final = "/api/v2/user/orders"
 _HEADERS: Final = (("Accept", "application/json"),)
 _OURS: Final = frozenset({"page", "per_page"})
@@ -30,42 +35,54 @@ def first_cursor() -> int:
     return 1
 
 
-def _query(src: Source, states: Sequence[str]) -> str:
-    """The ``q`` parameter: the user's tokens, a ``status:=:`` filter for ``states``, and ``sort:latest`` unless
-    the user chose a sort."""
+def _query(src: Source, states: Sequence[str], part: Part | None) -> str:
+    """The ``q`` parameter: the user's tokens, a ``status:=:`` filter for ``states``, the part's word, and
+    ``sort:latest`` unless the user chose a sort."""
     tokens = [t for k, v in src.params if k == "q" for t in v.split()]
     if states:
         tokens = [t for t in tokens if not t.startswith("status:")]
         tokens.append("status:=:" + ",".join(states))
+    if part is not None and part.lo is not None:
+        tokens.append(part.lo)
     if not any(t.startswith("sort:") for t in tokens):
         tokens.append("sort:latest")
     return " ".join(tokens)
 
 
-def list_request(src: Source, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()) -> Request:
-    """The list request for page ``cursor``; ``states`` (raw statuses) filters it."""
+def list_request(
+    src: Source,
+    cursor: int,
+    *,
+    page_size: int | None = None,
+    states: Sequence[str] = (),
+    part: Part | None = None,
+) -> Request:
+    """The list request for page ``cursor``; ``states`` (raw statuses) filters it, ``part`` (a trade-number
+    prefix) narrows it."""
     user = tuple((k, v) for k, v in src.params if k not in _OURS and k != "q")
     size = min(page_size or src.page_size, 9999)
-    params = (("page", str(cursor)), ("per_page", str(size)), ("q", _query(src, states)), *user)
+    params = (("page", str(cursor)), ("per_page", str(size)), ("q", _query(src, states, part)), *user)
     return Request(LIST_PATH, params, _HEADERS)
 
 
-def plan(first: Page, cursor: int) -> list[int]:
-    """The numbers of the remaining pages, from ``meta.last_page`` (for fetching them concurrently)."""
+def plan(first: Page, cursor: int, limit: int) -> list[int]:
+    """The numbers of (at most ``limit``) remaining pages, from ``meta.last_page`` (for fetching them
+    concurrently)."""
     if not first.size or first.last_page is None:
         return []
-    return list(range(cursor + 1, first.last_page + 1))
+    return _parse.plan_range(cursor + 1, first.last_page + 1, 1, limit)
 
 
-def next_cursor(cursor: int, page: Page, page_size: int) -> int | None:
-    """The next page number; None at an empty page, at ``last_page``, or when ``links.next`` is null."""
-    if not page.size:
-        return None
+def next_cursor(cursor: int, page: Page) -> int | None:
+    """The next page number; None after an empty page."""
+    return cursor + 1 if page.size else None
+
+
+def says_last(cursor: int, page: Page) -> bool:
+    """True when ``meta.last_page`` or a null ``links.next`` says no page follows this one."""
     if page.last_page is not None:
-        return cursor + 1 if cursor < page.last_page else None
-    if page.has_next is False:
-        return None
-    return cursor + 1
+        return cursor >= page.last_page
+    return page.has_next is False
 
 
 def _unwrap(src: Source, doc: object) -> Mapping[str, object]:
@@ -102,7 +119,8 @@ def _page(src: Source, doc: object, skip: Skip | None) -> Page:
         has_next = bool(links.get("next"))
     elif "next_page_url" in data:
         has_next = bool(data.get("next_page_url"))
-    orders, skipped = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD, skip)
+    orders, skipped = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD, skip, CREATED_FIELD)
+    newest_first, newest, oldest = _parse.time_order(items, CREATED_FIELD)
     return Page(
         orders=orders,
         total=_parse.int_or_none(meta.get("total")),
@@ -111,6 +129,9 @@ def _page(src: Source, doc: object, skip: Skip | None) -> Page:
         first_item=_parse.int_or_none(meta.get("from")),
         has_next=has_next,
         skipped=skipped,
+        newest_first=newest_first,
+        newest=newest,
+        oldest=oldest,
     )
 
 
@@ -121,7 +142,8 @@ def detail_request(src: Source, key: str) -> Request:
 
 def parse_detail(src: Source, body: bytes) -> Order:
     """The order of a detail answer ``{status, data: {...order...}}``."""
-    return _parse.build_order(src, _unwrap(src, _parse.decode(src, body)), KEY_FIELD, STATE_FIELD, "the detail answer")
+    doc = _unwrap(src, _parse.decode(src, body))
+    return _parse.build_order(src, doc, KEY_FIELD, STATE_FIELD, "the detail answer", CREATED_FIELD)
 
 
 def filters_state(params: Sequence[tuple[str, str]]) -> bool:
@@ -140,6 +162,58 @@ def display(order: Any) -> list[tuple[str, str | None]]:
     ]
 
 
+def _prefix(word: str) -> Part:
+    """The trade numbers that start with ``word``, as an interval."""
+    return Part(word, word[:-1] + chr(ord(word[-1]) + 1))
+
+
+def split(part: Part, keys: Sequence[str]) -> list[Part]:
+    """``part`` cut into the ten trade-number prefixes one digit longer; the whole list into the prefixes one digit
+    longer than the known keys' common prefix (a bare word too short matches nearly every trade number). [] when
+    the prefix is as long as the keys' digits."""
+    if part.lo is None:
+        if not keys:
+            return []
+        first, last = keys[0], keys[-1]  # sorted: their common prefix is everyone's
+        same = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
+        word = first[: min(same, len(last), _digit_run(first))]
+    else:
+        word = part.lo
+    if len(word) >= max((_digit_run(k) for k in keys), default=0):
+        return []
+    return [_prefix(word + d) for d in _next_digits(word)]
+
+
+def _next_digits(word: str) -> str:
+    """The digits that can follow ``word`` in a trade number, whose first 14 digits are a time (``YmdHis``)."""
+    at = len(word)
+    fields = {
+        4: "01",  # month, tens
+        5: "123456789" if word[4:5] == "0" else "012",
+        6: "0123",  # day, tens
+        7: "123456789" if word[6:7] == "0" else "01" if word[6:7] == "3" else _DIGITS,
+        8: "012",  # hour, tens
+        9: "0123" if word[8:9] == "2" else _DIGITS,
+        10: "012345",  # minute, tens
+        12: "012345",  # second, tens
+    }
+    return fields.get(at, _DIGITS)
+
+
+def _digit_run(text: str) -> int:
+    """How many digits ``text`` starts with."""
+    return len(text) - len(text.lstrip(_DIGITS))
+
+
+PARTITION: Final = Partition(
+    by="key",
+    fanout=10,
+    exact=False,
+    split=split,
+    admits=lambda part, key: part.lo is None or (key is not None and part.lo in key),
+    usable=lambda params: not any(k == "q" and any(not t.count(":") for t in v.split()) for k, v in params),
+)
+
 ADAPTER: Final = Adapter(
     kind="lsky",
     raw_states=RAW_STATES,
@@ -151,11 +225,14 @@ ADAPTER: Final = Adapter(
     list_request=list_request,
     plan=plan,
     next_cursor=next_cursor,
+    says_last=says_last,
     parse_list=parse_list,
     detail_request=detail_request,
+    detail_fallback=lambda src, key: None,
     parse_detail=parse_detail,
     describe_error=_parse.describe_error,
     created_at=_parse.created_at,
     filters_state=filters_state,
     display=display,
+    partition=PARTITION,
 )

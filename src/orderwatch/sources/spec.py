@@ -32,6 +32,46 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """A slice of a source's list that the server can count and list: the orders whose *partition value* (an
+    immutable attribute: Ace's creation time, Lsky's trade number) lies in ``lo <= value < hi`` (None: unbounded).
+    """
+
+    lo: str | None = None
+    hi: str | None = None
+
+    def contains(self, value: str | None) -> bool:
+        """True when an order with this partition value belongs to the part (None: it has no value)."""
+        if value is None:
+            return self.lo is None and self.hi is None
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value < self.hi)
+
+    def __str__(self) -> str:
+        return f"[{self.lo or '…'}, {self.hi or '…'})"
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """How an API lets a list be cut into parts it counts and lists (``Part``), by an immutable value per order.
+
+    ``by``: an order's partition value is its creation time (``Order.created``) or its key. ``split(part, values)``
+    cuts ``part`` into smaller parts that together hold every value of ``values`` (the sorted partition values the
+    caller knows in ``part``), or returns [] when it cannot be cut further. ``admits(part, value)`` says whether the
+    server may list an order with this value when asked for ``part`` (a search that matches more than the part,
+    e.g. a substring, is allowed; anything else means the server ignored the filter), and ``exact`` whether its
+    counts of parts are exact (then the parts of a part add up to it). ``usable(params)``: False when the user's own
+    params already use the filter the parts need.
+    """
+
+    by: Literal["created", "key"]
+    fanout: int  # how many parts ``split`` usually makes (for cost estimates)
+    exact: bool  # the server's count of a part is exactly its orders (a substring search may count a few more)
+    split: Callable[[Part, Sequence[str]], list[Part]]
+    admits: Callable[[Part, str | None], bool]
+    usable: Callable[[Sequence[tuple[str, str]]], bool]
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """One configured source: what to poll, how, and within which limits. Durations are seconds."""
 
@@ -57,10 +97,17 @@ class Source:
 
 
 class ListRequest(Protocol):
-    """Builds the list request at ``cursor`` (``states``: raw states to filter by)."""
+    """Builds the list request at ``cursor`` (``states``: raw states to filter by; ``part``: a slice of the list,
+    see ``Partition``)."""
 
     def __call__(
-        self, src: Source, cursor: int, *, page_size: int | None = None, states: Sequence[str] = ()
+        self,
+        src: Source,
+        cursor: int,
+        *,
+        page_size: int | None = None,
+        states: Sequence[str] = (),
+        part: Part | None = None,
     ) -> Request: ...
 
 
@@ -85,12 +132,17 @@ class Adapter:
     state_field: str
     first_cursor: Callable[[], int]
     list_request: ListRequest
-    plan: Callable[[Page, int], list[int]]  # the cursors of the remaining pages, from the first page
-    next_cursor: Callable[[int, Page, int], int | None]  # (cursor, page, page_size) -> the next cursor or None
+    # (first page, its cursor, at most n) -> the cursors of the remaining pages as the first page's totals tell
+    plan: Callable[[Page, int, int], list[int]]
+    next_cursor: Callable[[int, Page], int | None]  # (cursor, page) -> the cursor after it; None at an empty page
+    says_last: Callable[[int, Page], bool]  # (cursor, page) -> the page's own totals say no page follows
     parse_list: ParseList
     detail_request: Callable[[Source, str], Request]
+    detail_fallback: Callable[[Source, str], Request | None]  # another spelling to try when the first 404s
     parse_detail: Callable[[Source, bytes], Order]
     describe_error: Callable[[bytes], str | None]  # the message of an error answer, if the body carries one
-    created_at: Callable[[Any], str | None]  # an order's creation time as the API wrote it (ISO 8601), if any
+    # an order's creation time as text that sorts like the time (``2024-06-15T10:00:00.123456Z``), if it has one
+    created_at: Callable[[Any], str | None]
     filters_state: Callable[[Sequence[tuple[str, str]]], bool]  # the user's own params already filter by state
     display: Callable[[Any], list[tuple[str, str | None]]]  # an order's money/product/payment lines for people
+    partition: Partition | None = None  # how the list can be counted part by part (None: it cannot)

@@ -1,14 +1,25 @@
-"""One poll of a source, end to end: sweep → confirm absences → diff → route → one store transaction.
+"""One poll of a source, end to end: choose the plan → reconcile (incremental) or sweep (full) → diff → route →
+one store transaction.
+
+- **Which plan.** A full sweep until the source has a baseline, when ``full_sweep`` is due, when asked, when the last
+  poll could not settle something (persisted with the source, so a new ``orderwatch poll`` process settles it first),
+  or when it costs no more requests than an incremental poll would. Otherwise an incremental poll (``plan.py``),
+  which proves the snapshot matches the server's own counts or finds what differs — and says "sweep now" when it
+  cannot (then the full sweep runs in the same poll).
+- **What the server proved** (capabilities: its state filter, sort, counts, parts, detail endpoint) is learned from
+  every answer, stored with the source, and logged once when it changes.
+- **A budget.** A poll that runs past ``poll_budget(src)`` is cut and recorded as a failure of the source.
 
 Shared by ``orderwatch poll`` and the daemon. Store calls run in a worker thread so the event loop stays free.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal
 
 import anyio
 import anyio.to_thread
@@ -19,10 +30,12 @@ from orderwatch import clock
 from orderwatch.core.diff import diff
 from orderwatch.core.model import Change, Event, Known, Observation, Order, is_canonical
 from orderwatch.core.rules import Router, no_routes
-from orderwatch.errors import AuthError, SourceError, StoreError
-from orderwatch.sources import Source
-from orderwatch.sweep import fetch, incremental
+from orderwatch.errors import AuthError, LimitExceeded, SourceError, StoreError
+from orderwatch.sources import Source, adapter_for
+from orderwatch.sweep import local, paging, plan
 from orderwatch.sweep.full import SnapshotSink
+from orderwatch.sweep.http import Clients, Tally, fetch_detail
+from orderwatch.sweep.reconcile import Executor
 
 if TYPE_CHECKING:
     from orderwatch.store import SourceState, Store
@@ -32,11 +45,27 @@ log = structlog.get_logger("orderwatch.sweep.poller")
 # A complete full sweep whose totals do not add up is not proof of absence, so it is not taken as the baseline —
 # unless this many complete sweeps in a row did not add up (an API whose count is simply wrong must still get one;
 # the silent sweeps before it have stored what they saw).
-BASELINE_TRIES = 3
+BASELINE_TRIES: Final = 3
 
 # Orders missing from a consistent sweep are re-checked on the detail endpoint when there are at most this many;
 # a sighting there means the sweep skipped rows, so nothing is reported vanished this time.
-DETAIL_CHECK_MAX = 20
+DETAIL_CHECK_MAX: Final = 20
+UNKNOWN_STATES_LOGGED: Final = 20  # distinct unknown raw states logged per source (then one line says so)
+
+
+def poll_budget(src: Source) -> float:
+    """Seconds one poll of ``src`` may take: a full sweep of ``max_pages`` requests, each within its ``timeout``,
+    plus the ``retry_budget``."""
+    return src.retry_budget + src.max_pages * src.timeout
+
+
+class Outcome(enum.Enum):
+    """How a poll went."""
+
+    OK = "ok"  # complete: every change found
+    PARTIAL = "partial"  # something was seen and recorded, something could not be settled
+    FAILED = "failed"  # nothing could be polled
+    AUTH_FAILED = "auth_failed"  # the source rejected the token
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +74,8 @@ class PollResult:
 
     source: str
     events: tuple[Event, ...] = ()
-    error: str | None = None  # why the poll failed or stopped early (None: a clean, complete poll)
-    auth_failed: bool = False
+    error: str | None = None  # why the poll failed or could not settle everything (None: a clean, complete poll)
+    outcome: Outcome = Outcome.OK
     baseline: bool = False
     orders: int = 0
     requests: int = 0
@@ -54,11 +83,17 @@ class PollResult:
     duration: float = 0.0
     complete: bool = False
     consistent: bool = False
+    mode: Literal["full", "incremental"] = "full"
 
     @property
     def ok(self) -> bool:
         """True when the poll completed without error."""
         return self.error is None
+
+    @property
+    def auth_failed(self) -> bool:
+        """True when the source rejected the token."""
+        return self.outcome is Outcome.AUTH_FAILED
 
 
 class Poller:
@@ -67,7 +102,7 @@ class Poller:
     def __init__(
         self,
         store: Store,
-        clients: fetch.Clients,
+        clients: Clients,
         *,
         router: Router = no_routes,
         now: Callable[[], str] = clock.now_text,
@@ -76,8 +111,7 @@ class Poller:
         self.clients = clients
         self.router = router
         self.now = now
-        self._warned_states: set[tuple[str, str]] = set()
-        self._full_next: set[str] = set()  # sources whose next poll must be a full sweep
+        self._warned_states: dict[str, set[str]] = {}
 
     async def poll_many(
         self, chosen: Sequence[Source], *, dry_run: bool = False, full: bool | None = None
@@ -93,15 +127,21 @@ class Poller:
                 tg.start_soon(one, src)
         return [results[s.name] for s in chosen]
 
-    def _wants_full(self, src: Source, state: SourceState | None, full: bool | None) -> bool:
-        """Full sweep or incremental poll: full until a baseline, when asked, when due, or when told so."""
+    def _full_because(self, src: Source, state: SourceState | None, full: bool | None) -> str | None:
+        """Why this poll must be a full sweep (None: an incremental poll may be tried)."""
         if full is not None:
-            return full
+            return "asked for" if full else None
         if state is None or state.baseline_at is None or state.last_full_at is None:
-            return True
-        if not incremental.supports_incremental(src) or src.name in self._full_next:
-            return True
-        return clock.seconds_between(state.last_full_at, clock.now()) >= src.full_sweep
+            return "no baseline yet"
+        if not src.incremental:
+            return "incremental polls are off (sources.NAME.incremental)"
+        if adapter_for(src).filters_state(src.params):
+            return "the source's own params filter by state"
+        if state.full_due is not None:
+            return f"the last poll could not settle: {state.full_due}"
+        if clock.seconds_between(state.last_full_at, clock.now()) >= src.full_sweep:
+            return "full_sweep is due"
+        return None
 
     async def poll(self, src: Source, *, dry_run: bool = False, full: bool | None = None) -> PollResult:
         """Poll ``src`` once (``full``: force a full sweep or an incremental poll; None: decide).
@@ -109,34 +149,129 @@ class Poller:
         Never raises for source trouble: the result says what went wrong.
         """
         started = time.monotonic()
-        client = self.clients.for_source(src)
         now = self.now()
         state: SourceState | None = None
         try:
             state = await anyio.to_thread.run_sync(self.store.source_state, src.name)
-            baselined = state is not None and state.baseline_at is not None
-            if self._wants_full(src, state, full):
-                observation, change = await self._full(client, src, baselined=baselined, now=now, dry_run=dry_run)
-                self._full_next.discard(src.name)
-                tries = state.baseline_tries if state is not None else 0
-                if not baselined and observation.complete and not change.baseline and tries + 1 >= BASELINE_TRIES:
-                    change = replace(change, baseline=True)
-                    log.warning(
-                        "baseline taken although the sweep's totals do not add up",
-                        source=src.name,
-                        sweeps=tries + 1,
-                        reason=observation.reason,
-                    )
-            else:
-                observation, change = await self._incremental(client, src, baselined=baselined, now=now)
+            with anyio.fail_after(poll_budget(src)):
+                observation, change = await self._sweep(src, state, full=full, now=now, dry_run=dry_run)
+        except TimeoutError:
+            exc = LimitExceeded(
+                src.name,
+                f"the poll ran past its budget of {poll_budget(src):g} s (max_pages x timeout + retry_budget)",
+            )
+            return await self._failed(src, exc, started, dry_run, state)
         except SourceError as exc:
             return await self._failed(src, exc, started, dry_run, state)
         except StoreError as exc:
             log.error("store unavailable: nothing recorded, will retry next poll", source=src.name, error=str(exc))
-            return PollResult(src.name, error=str(exc), duration=time.monotonic() - started)
-        self._warn_unknown_states(src, ((o.raw_state, o.state) for o in change.upserts))
+            return PollResult(src.name, error=str(exc), outcome=Outcome.FAILED, duration=time.monotonic() - started)
+        return await self._record(src, state, observation, change, started=started, now=now, dry_run=dry_run)
 
-        error = None if observation.complete else observation.reason
+    async def _sweep(
+        self, src: Source, state: SourceState | None, *, full: bool | None, now: str, dry_run: bool
+    ) -> tuple[Observation, Change]:
+        """The observation of this poll and the change it makes: an incremental poll when it can settle the
+        source, else a full sweep."""
+        client = self.clients.for_source(src)
+        baselined = state is not None and state.baseline_at is not None
+        because = self._full_because(src, state, full)
+        if because is None:
+            caps = await anyio.to_thread.run_sync(local.capabilities, self.store, src)
+            known = await anyio.to_thread.run_sync(local.knowledge, self.store, src, caps)
+            because = plan.worth_trying(known)
+            if because is None:
+                tally = Tally()
+                answer = local.answerer(self.store, src)
+                verdict = await Executor(client, src, answer, tally).run(plan.incremental(known))
+                await self._learn(src, {c: ok for c, (ok, _) in verdict.learned.items()}, verdict.learned)
+                if verdict.full_now is None:
+                    return await self._settled(src, verdict, tally, baselined=baselined, now=now)
+                because = verdict.full_now
+                log.info("full sweep instead of an incremental poll", source=src.name, reason=because)
+        observation, change = await self._full(client, src, baselined=baselined, now=now, dry_run=dry_run)
+        learned: dict[plan.Capability, tuple[bool, str]] = {}
+        if observation.counts_ok is not None and observation.complete:
+            learned["counts"] = (observation.counts_ok, observation.reason or "the counts matched the full sweep")
+        if observation.sorted_ok is not None:
+            learned["sort"] = (
+                observation.sorted_ok,
+                "the full sweep's pages " + ("were" if observation.sorted_ok else "were not") + " newest first",
+            )
+        await self._learn(src, {c: ok for c, (ok, _) in learned.items()}, learned)
+        tries = state.baseline_tries if state is not None else 0
+        if not baselined and observation.complete and not change.baseline and tries + 1 >= BASELINE_TRIES:
+            change = replace(change, baseline=True)
+            log.warning(
+                "baseline taken although the sweep's totals do not add up",
+                source=src.name,
+                sweeps=tries + 1,
+                reason=observation.reason,
+            )
+        return observation, change
+
+    async def _settled(
+        self, src: Source, verdict: plan.Verdict, tally: Tally, *, baselined: bool, now: str
+    ) -> tuple[Observation, Change]:
+        """The observation of an incremental poll's verdict, diffed against the rows it touched."""
+        observation = Observation(
+            source=src.name,
+            orders=verdict.seen,
+            complete=verdict.complete,
+            consistent=False,
+            full=False,
+            reason=verdict.reason,
+            requests=tally.requests,
+            bytes=tally.bytes,
+            distinct=len(verdict.seen),
+            gone=frozenset(verdict.gone),
+        )
+        keys = list({*verdict.seen, *verdict.gone})
+        previous = await anyio.to_thread.run_sync(lambda: self.store.known(src.name, keys))
+        return observation, diff(previous, observation, baselined=baselined, now=now)
+
+    async def _learn(
+        self,
+        src: Source,
+        proven: Mapping[plan.Capability, bool],
+        notes: Mapping[plan.Capability, tuple[bool, str]],
+    ) -> None:
+        """Store what the server proved or disproved, logging each change once."""
+        if not proven:
+            return
+        before = await anyio.to_thread.run_sync(self.store.capabilities, src.name)
+        for cap, ok in proven.items():
+            if before.get(cap, (None, ""))[0] == ok:
+                continue
+            note = notes[cap][1]
+            if ok:
+                log.info("the server proved a capability", source=src.name, capability=cap, note=note)
+            else:
+                log.warning(
+                    "the server lacks a capability: polls fall back to a plan that does not need it",
+                    source=src.name,
+                    capability=cap,
+                    note=note,
+                )
+        now = self.now()
+        await anyio.to_thread.run_sync(
+            lambda: self.store.learn(src.name, {c: (ok, notes[c][1]) for c, ok in proven.items()}, now=now)
+        )
+
+    async def _record(
+        self,
+        src: Source,
+        state: SourceState | None,
+        observation: Observation,
+        change: Change,
+        *,
+        started: float,
+        now: str,
+        dry_run: bool,
+    ) -> PollResult:
+        self._warn_unknown_states(src, ((o.raw_state, o.state) for o in change.upserts))
+        error = None if observation.complete else observation.reason or "the poll could not settle every order"
+        settled = observation.complete and (not observation.full or observation.proves_absence)
         duration = time.monotonic() - started
         if dry_run:
             events = change.events
@@ -153,19 +288,21 @@ class Poller:
                         requests=observation.requests,
                         duration=duration,
                         error=error,
+                        full_due=None if settled else (error or observation.reason or "an inconsistent sweep"),
                     )
                 )
             except StoreError as exc:
                 log.error(
                     "store unavailable: events not recorded, will retry next poll", source=src.name, error=str(exc)
                 )
-                return PollResult(src.name, error=str(exc), duration=duration)
+                return PollResult(src.name, error=str(exc), outcome=Outcome.FAILED, duration=duration)
             events = tuple(stored)
         seen = observation.distinct if observation.distinct is not None else len(observation.orders)
         result = PollResult(
             source=src.name,
             events=tuple(events),
             error=error,
+            outcome=Outcome.OK if error is None else Outcome.PARTIAL,
             baseline=change.baseline,
             orders=seen,
             requests=observation.requests,
@@ -173,13 +310,14 @@ class Poller:
             duration=duration,
             complete=observation.complete,
             consistent=observation.consistent,
+            mode="full" if observation.full else "incremental",
         )
         if result.ok and state is not None and state.failures:
             log.info("source recovered", source=src.name, after_failures=state.failures)
         (log.info if result.ok else log.warning)(
             "polled" if result.ok else "polled partially",
             source=src.name,
-            mode="full" if observation.full else "incremental",
+            mode=result.mode,
             orders=result.orders,
             events=len(result.events),
             requests=result.requests,
@@ -199,13 +337,13 @@ class Poller:
         sink = SnapshotSink(self.store, src.name, baselined=baselined, now=now, write=not dry_run)
         await anyio.to_thread.run_sync(sink.begin)
         try:
-            observation = await fetch.stream(client, src, sink)
+            observation = await paging.stream(client, src, sink)
             self._warn_unknown_states(src, sink.seen_states)
             missing: dict[str, Known] = {}
             if observation.proves_absence:
                 missing = await anyio.to_thread.run_sync(sink.unseen)
             if baselined and missing:
-                found = await self._confirm_absent(src, missing)
+                found = await self._confirm_absent(client, src, missing)
                 if found:
                     await sink(tuple(found.values()))
                     missing = {}
@@ -216,25 +354,6 @@ class Poller:
             await anyio.to_thread.run_sync(sink.end)
         change = await anyio.to_thread.run_sync(lambda: sink.finish(missing, proves_absence=observation.proves_absence))
         return observation, change
-
-    async def _incremental(
-        self, client: httpx.AsyncClient, src: Source, *, baselined: bool, now: str
-    ) -> tuple[Observation, Change]:
-        """An incremental poll (see ``orderwatch.sweep.incremental``), diffed against the rows it touched."""
-        name = src.name
-        open_known = await anyio.to_thread.run_sync(lambda: self.store.known_in_states(name, list(src.open_states)))
-        inc = await incremental.observe(
-            client,
-            src,
-            open_known,
-            is_known=lambda keys: self.store.known(name, keys).keys(),
-            created_at=lambda keys: self.store.created_at(name, keys),
-        )
-        if inc.needs_full:
-            self._full_next.add(name)
-        observation = inc.observation
-        previous = await anyio.to_thread.run_sync(lambda: self.store.known(name, list(observation.orders)))
-        return observation, diff(previous, observation, baselined=baselined, now=now)
 
     async def _failed(
         self, src: Source, exc: SourceError, started: float, dry_run: bool, state: SourceState | None
@@ -254,20 +373,24 @@ class Poller:
                 await anyio.to_thread.run_sync(lambda: self.store.record_failure(src.name, str(exc), now=self.now()))
             except StoreError as store_exc:
                 log.error("store unavailable", source=src.name, error=str(store_exc))
-        return PollResult(src.name, error=str(exc), auth_failed=isinstance(exc, AuthError), duration=duration)
+        outcome = Outcome.AUTH_FAILED if isinstance(exc, AuthError) else Outcome.FAILED
+        return PollResult(src.name, error=str(exc), outcome=outcome, duration=duration)
 
-    async def _confirm_absent(self, src: Source, missing: Mapping[str, Known]) -> dict[str, Order]:
+    async def _confirm_absent(
+        self, client: httpx.AsyncClient, src: Source, missing: Mapping[str, Known]
+    ) -> dict[str, Order]:
         """Re-read orders a consistent sweep did not see; returns those the detail endpoint still has.
 
-        Any sighting means the sweep skipped rows, so nothing is reported vanished this poll.
+        Any sighting means the sweep skipped rows, so nothing is reported vanished this poll. An answer holding
+        another order than the one asked for is no sighting.
         """
         if len(missing) > DETAIL_CHECK_MAX:
             return {}
-        http = self.clients.for_source(src)
         found: dict[str, Order] = {}
+        tally, deadline = Tally(), time.monotonic() + min(src.retry_budget, 30.0)
         for key in missing:
             try:
-                order = await fetch.fetch_detail(http, src, key)
+                order = await fetch_detail(client, src, key, tally, deadline)
             except SourceError:
                 continue  # the sweep was complete and consistent; a failing re-check proves nothing either way
             if order is not None and order.key == key:
@@ -277,8 +400,14 @@ class Poller:
         return found
 
     def _warn_unknown_states(self, src: Source, states: Iterable[tuple[str, str]]) -> None:
-        """Log each (raw, canonical) state that is not canonical, once per source."""
+        """Log each (raw, canonical) state that is not canonical, once per source and for at most
+        ``UNKNOWN_STATES_LOGGED`` of them (an API sending a fresh state per order must not flood the log)."""
+        warned = self._warned_states.setdefault(src.name, set())
         for raw, state in states:
-            if not is_canonical(state) and (src.name, raw) not in self._warned_states:
-                self._warned_states.add((src.name, raw))
+            if is_canonical(state) or raw in warned or len(warned) > UNKNOWN_STATES_LOGGED:
+                continue
+            warned.add(raw)
+            if len(warned) > UNKNOWN_STATES_LOGGED:
+                log.warning(f"more than {UNKNOWN_STATES_LOGGED} unknown states; no more are logged", source=src.name)
+            else:
                 log.warning("unknown state kept as is; map it with sources.NAME.states", source=src.name, state=raw)

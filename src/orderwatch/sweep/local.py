@@ -1,0 +1,105 @@
+"""The snapshot's side of an incremental plan: what the plan starts from (``knowledge``) and the answers to its
+questions about stored orders (``answerer``), read from the store. Blocking: run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
+
+from orderwatch import clock
+from orderwatch.sources import Part, Partition, Source, adapter_for
+from orderwatch.sweep import plan
+from orderwatch.sweep.reconcile import Local
+
+if TYPE_CHECKING:
+    from orderwatch.store import Store
+
+RECHECK: Final = timedelta(hours=24)  # a capability the server lacked is tried again after this long
+
+
+def raw_states(src: Source, canonical: set[str]) -> list[str]:
+    """The raw states, spelled as the API spells them, that map to ``canonical`` states (Ace ``Pending``, Lsky
+    ``unpaid``); a raw state the user mapped (``states = { "0" = … }``) is sent as written."""
+    spelled = {raw.casefold(): raw for raw in adapter_for(src).raw_states}
+    return sorted({spelled.get(raw, raw) for raw, state in src.states.items() if state in canonical})
+
+
+def partition_of(src: Source) -> Partition | None:
+    """How the source's list can be counted part by part, unless the user's params already use that filter."""
+    partition = adapter_for(src).partition
+    return partition if partition is not None and partition.usable(src.params) else None
+
+
+def capabilities(store: Store, src: Source) -> dict[plan.Capability, bool | None]:
+    """What the server has proven: a capability it lacked counts as unknown again after ``RECHECK``."""
+    now = clock.now()
+    stored = store.capabilities(src.name)
+    found: dict[plan.Capability, bool | None] = {}
+    for cap in plan.CAPABILITIES:
+        if cap in stored:
+            ok, learned_at = stored[cap]
+            stale = not ok and clock.seconds_between(learned_at, now) >= RECHECK.total_seconds()
+            found[cap] = None if stale else ok
+    return found
+
+
+def knowledge(store: Store, src: Source, caps: Mapping[plan.Capability, bool | None]) -> plan.Knowledge:
+    """What an incremental plan of ``src`` starts from."""
+    adapter = adapter_for(src)
+    counts = store.state_counts(src.name)
+    open_raw = raw_states(src, set(src.open_states))
+    settled = sorted({*raw_states(src, set(src.states.values())), *counts} - set(open_raw))
+    partition = partition_of(src)
+    by = partition.by if partition is not None else "created"
+    open_rows = {
+        key: plan.Row(raw, key if by == "key" else created, created)
+        for key, raw, created in store.order_rows(src.name, states=open_raw)
+    }
+    floor = min((r.created for r in open_rows.values() if r.created), default=None)
+    return plan.Knowledge(
+        page_size=src.page_size,
+        max_pages=src.max_pages,
+        first_cursor=adapter.first_cursor(),
+        next_cursor=adapter.next_cursor,
+        says_last=adapter.says_last,
+        plan_cursors=adapter.plan,
+        open_states=tuple(open_raw),
+        settled_states=tuple(settled),
+        stored_counts=counts,
+        open_rows=open_rows,
+        recent=store.state_counts(src.name, created_since=floor) if floor is not None else {},
+        partition=partition,
+        caps=caps,
+        full_pages=math.ceil(sum(counts.values()) / src.page_size) + 1,
+    )
+
+
+def answerer(store: Store, src: Source) -> Local:
+    """The answers to a plan's questions about the stored orders of ``src``."""
+    partition = partition_of(src)
+    by = partition.by if partition is not None else "created"
+
+    def rows(found: Sequence[tuple[str, str, str | None]]) -> dict[str, plan.Row]:
+        return {key: plan.Row(raw, key if by == "key" else created, created) for key, raw, created in found}
+
+    def answer(ask: plan.LocalCount | plan.LocalRows | plan.LocalValues) -> plan.Answer:
+        name = src.name
+        if isinstance(ask, plan.LocalCount):
+            if ask.substring and ask.part.lo is not None:
+                return store.count_orders(name, state=ask.state, key_holds=ask.part.lo)
+            return store.count_orders(name, state=ask.state, by=by, lo=ask.part.lo, hi=ask.part.hi)
+        if isinstance(ask, plan.LocalRows):
+            if ask.keys:
+                return rows(store.order_rows(name, keys=ask.keys))
+            part = ask.part or Part()
+            states = [ask.state] if ask.state is not None else None
+            return rows(store.order_rows(name, states=states, by=by, lo=part.lo, hi=part.hi))
+        return store.partition_values(name, state=ask.state, by=by, lo=ask.part.lo, hi=ask.part.hi)
+
+    def answers(asks: Sequence[plan.LocalCount | plan.LocalRows | plan.LocalValues]) -> list[plan.Answer]:
+        return [answer(ask) for ask in asks]
+
+    return answers

@@ -1,0 +1,174 @@
+"""The incremental plan, driven without HTTP against an in-memory server and snapshot (``world.World``)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orderwatch.sweep.plan import incremental, worth_trying
+from tests.unit.sweep.world import OPEN, SETTLED, World, spread, trade_no
+
+
+def steady(n: int = 2000, *, by: str = "created", open_share: float = 0.03, seed: int = 1) -> World:
+    """An account in a shop's steady state: settled orders, the newest few still open."""
+    rng = random.Random(seed)
+    world = World(by=by)  # type: ignore[arg-type]
+    times = spread(n)
+    for i, created in enumerate(times):
+        opened = i >= n * (1 - open_share)
+        state = rng.choice(OPEN) if opened else rng.choices(SETTLED, (60, 25, 10, 5))[0]
+        key = trade_no(created, i) if by == "key" else f"o{i:06d}"
+        world.add(key, state, created)
+    return world
+
+
+def settle(world: World, state: str, to: str, n: int, rng: random.Random) -> list[str]:
+    """Move ``n`` orders in ``state`` to ``to`` on the server."""
+    keys = rng.sample([k for k, (s, _) in world.server.items() if s == state], n)
+    for key in keys:
+        world.server[key] = (to, world.server[key][1])
+    return keys
+
+
+def test_a_quiet_account_is_proven_unchanged_with_counts_and_open_lists() -> None:
+    """Nothing changed: the newest page, one count per state and the open lists prove it; nothing is located."""
+    world = steady()
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete and not verdict.full_now and not verdict.gone
+    assert world.applied(verdict) == world.truth()
+    open_pages = sum(-(-sum(1 for s, _ in world.server.values() if s == o) // world.page_size) for o in OPEN)
+    assert world.remote == 1 + len(OPEN) + len(SETTLED) + open_pages
+
+
+def test_refunds_of_settled_orders_are_located_by_counts() -> None:
+    """Finished → Refunded of old orders is found in the same poll, by counting parts, for less than a sweep."""
+    world = steady(4000)
+    refunded = settle(world, "Finished", "Refunded", 5, random.Random(3))
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete, verdict.reason
+    assert all(verdict.seen[k].raw_state == "Refunded" for k in refunded)
+    assert world.applied(verdict) == world.truth()
+    assert world.remote < world.knowledge().full_pages
+
+
+def test_deleted_orders_are_proven_gone_and_trade_numbers_cut_the_list() -> None:
+    """On a Lsky-like list cut by trade-number prefixes, deleted settled orders are proven gone, moved ones seen."""
+    world = steady(3000, by="key")
+    rng = random.Random(5)
+    moved = settle(world, "Paid", "Refunded", 4, rng)
+    deleted = rng.sample([k for k, (s, _) in world.server.items() if s == "Expired"], 3)
+    for key in deleted:
+        del world.server[key]
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete, verdict.reason
+    assert verdict.gone == set(deleted)
+    assert {verdict.seen[k].raw_state for k in moved} == {"Refunded"}
+    assert world.applied(verdict) == world.truth()
+
+
+def test_new_orders_are_read_from_the_newest_pages() -> None:
+    """Orders newer than every stored one are found on the newest pages, down to a page of known orders."""
+    world = steady(1000)
+    for i, created in enumerate(spread(45, step=0.5)):
+        world.add(f"new{i:03d}", "Pending", "2024-07-01" + created[10:], stored=False)
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete, verdict.reason
+    assert {k for k in verdict.seen if k.startswith("new")} == {f"new{i:03d}" for i in range(45)}
+
+
+def test_open_orders_that_left_are_read_from_a_proven_detail_endpoint() -> None:
+    """A few open orders that settled are read one by one once the detail endpoint answered the right order."""
+    world = steady(1000)
+    gone_open = [k for k, r in world.stored.items() if r.raw_state == "Pending"][:3]
+    for key in gone_open:
+        world.server[key] = ("Expired", world.server[key][1])
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.learned["detail"][0] is True
+    assert all(verdict.seen[k].raw_state == "Expired" for k in gone_open)
+    assert verdict.complete and world.applied(verdict) == world.truth()
+
+
+def test_a_detail_endpoint_that_ignores_the_id_is_never_believed() -> None:
+    """A detail endpoint answering another order is learned as broken; the poll still finds where orders went."""
+    world = steady(1000)
+    world.detail = "ignores_id"
+    left = [k for k, r in world.stored.items() if r.raw_state == "Paid"][:2]
+    for key in left:
+        world.server[key] = ("Finished", world.server[key][1])
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.learned["detail"][0] is False
+    assert verdict.complete and world.applied(verdict) == world.truth()
+
+
+def test_a_server_that_ignores_the_state_filter_gets_a_full_sweep() -> None:
+    """Per-state counts that exceed the total mean the state filter is ignored: learned, and a full sweep now."""
+    world = steady(1000)
+    world.ignores_state = True
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.full_now and verdict.learned["state_filter"][0] is False
+    assert not verdict.seen or all(o.raw_state == world.server[k][0] for k, o in verdict.seen.items())
+
+
+def test_lying_or_missing_counts_get_a_full_sweep() -> None:
+    """A list without a count cannot be reconciled: the verdict is a full sweep, with counts learned as broken."""
+    world = steady(1000)
+    world.counts = "none"
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.full_now and verdict.learned["counts"][0] is False
+
+
+def test_a_small_account_is_swept_whole() -> None:
+    """When a full sweep costs no more requests than the counts an incremental poll starts with, sweep."""
+    world = steady(120)
+    assert worth_trying(world.knowledge()) is not None
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.full_now and world.remote == 0
+
+
+def test_substring_search_and_prefix_search_locate_the_same() -> None:
+    """A server whose search matches substrings finds the same changes as one matching prefixes only."""
+    for search in ("substring", "prefix"):
+        world = steady(2500, by="key")
+        world.search = search
+        refunded = settle(world, "Finished", "Refunded", 3, random.Random(9))
+        verdict = world.run(incremental(world.knowledge()))
+        assert verdict.complete, (search, verdict.reason)
+        assert {verdict.seen[k].raw_state for k in refunded} == {"Refunded"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    by=st.sampled_from(["created", "key"]),
+    refunds=st.integers(0, 6),
+    settles=st.integers(0, 30),
+    deletions=st.integers(0, 4),
+    new=st.integers(0, 30),
+    backdated=st.integers(0, 2),
+)
+def test_whatever_changed_a_complete_verdict_is_the_truth(
+    seed: int, by: str, refunds: int, settles: int, deletions: int, new: int, backdated: int
+) -> None:
+    """Any mix of changes: a complete verdict equals the server; every sighting is true; gone orders are gone."""
+    rng = random.Random(seed)
+    world = steady(1500, by=by, seed=seed)
+    settle(world, "Finished", "Refunded", refunds, rng)
+    opened = [k for k, (s, _) in world.server.items() if s in OPEN]
+    for key in rng.sample(opened, min(settles, len(opened))):
+        world.server[key] = (rng.choice(("Paid", "Finished", "Expired", "Failed")), world.server[key][1])
+    for key in rng.sample(sorted(world.server), deletions):
+        del world.server[key]
+    newest = max(c for _, c in world.server.values())
+    for i, created in enumerate(spread(new + backdated, step=1.0)):
+        when = created if i >= new else spread(1500)[rng.randrange(1500)][:-3] + "77Z"
+        stamp = newest[:4] + "-07" + created[7:] if i < new else when
+        key = trade_no(stamp, 90000 + i) if by == "key" else f"n{i:05d}"
+        world.add(key, "Pending", stamp, stored=False)
+    verdict = world.run(incremental(world.knowledge()))
+    truth = world.truth()
+    assert all(o.raw_state == truth[k] for k, o in verdict.seen.items())
+    assert not (verdict.gone & truth.keys())
+    if verdict.complete:
+        assert world.applied(verdict) == truth
