@@ -50,9 +50,10 @@ def store(tmp_path: Path) -> Store:
 def test_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
     """A new database is created mode 0600 and journals in WAL mode."""
     path = tmp_path / "sub" / "ow.db"
-    s = Store.open(path)
+    Store.open(path).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert s._read("PRAGMA journal_mode")[0][0] == "wal"
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_record_stores_snapshot_events_and_outbox_together(store: Store) -> None:
@@ -178,11 +179,11 @@ def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp
 
     import sqlite_utils
 
-    from orderwatch.store import _migrations
+    from orderwatch.store.migrations import migrations
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    _migrations().apply(sqlite_utils.Database(conn), stop_before="0004_fast_sweeps")
+    migrations().apply(sqlite_utils.Database(conn), stop_before="0004_fast_sweeps")
     orders = [order(f"o{i}", "Paid") for i in range(12_001)]  # more than one batch of the migration
     conn.execute("BEGIN")
     conn.executemany(
