@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orderwatch.diff import diff
-from orderwatch.errors import StoreError
+from orderwatch.errors import SchemaTooNew, StoreError
 from orderwatch.fingerprints import fingerprint, tag_of
 from orderwatch.model import Change, Known, Observation, Order
-from orderwatch.store import EventFilter, Store
+from orderwatch.store import EventFilter, Store, migrations
+from orderwatch.store.db import Database
 
 T0 = "2026-11-22T10:00:00.000000Z"
 T1 = "2026-11-22T10:01:00.000000Z"
@@ -177,13 +178,9 @@ def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp
     import hashlib
     import sqlite3
 
-    import sqlite_utils
-
-    from orderwatch.store.migrations import migrations
-
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrations().apply(sqlite_utils.Database(conn), stop_before="0004_fast_sweeps")
+    migrations.apply(Database(conn, path), stop_before="0004_fast_sweeps")
     orders = [order(f"o{i}", "Paid") for i in range(12_001)]  # more than one batch of the migration
     conn.execute("BEGIN")
     conn.executemany(
@@ -290,3 +287,44 @@ def test_a_new_key_on_a_stored_keys_tag_makes_the_store_read_its_index_again(tmp
     assert index.entries() == [(tag_of("c"), fingerprint(order("a", "Paid").raw_json, "Paid"))]
     store.write_rows("ace", [order("c", "Paid")], now=T1)
     assert store.fingerprint_index("ace").ambiguous
+
+
+def test_a_database_migrated_by_a_newer_orderwatch_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """A database carrying a schema step this version does not know is not touched: opening it, to write or to
+    read, is SchemaTooNew naming the step and saying to upgrade orderwatch."""
+    path = tmp_path / "ow.db"
+    Store.open(path).close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('orderwatch', '0099_future', '')"
+        )
+    for readonly in (False, True):
+        with pytest.raises(SchemaTooNew, match=r"0099_future.*upgrade orderwatch") as caught:
+            Store.open(path, readonly=readonly)
+        assert isinstance(caught.value, StoreError) and caught.value.migrations == ["0099_future"]
+
+
+def test_two_stores_opening_a_new_database_at_once_apply_each_step_once(tmp_path: Path) -> None:
+    """Stores opened at the same time on a new file (two processes starting together) both get the whole schema,
+    each step applied once: the runner decides what is pending under the write lock."""
+    path = tmp_path / "ow.db"
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            opened.append(Store.open(path))
+        except BaseException as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with closing(sqlite3.connect(path)) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert names == [name for name, _ in migrations.STEPS]
+    for store in opened:
+        store.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from orderwatch.fingerprints import FingerprintIndex
 from orderwatch.model import Change, Event, Known, Order
-from orderwatch.store import bookkeeping, events, outbox, snapshot
+from orderwatch.store import bookkeeping, events, migrations, outbox, snapshot
 from orderwatch.store.db import Database
 from orderwatch.store.kept import KeptIndex, Prints
 from orderwatch.store.record import Poll, record
@@ -47,12 +47,17 @@ class Store:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Store:
-        """Open (and, unless ``readonly``, create and migrate) the database at ``path``."""
+        """Open (and, unless ``readonly``, create and migrate) the database at ``path``; ``SchemaTooNew`` when a
+        newer orderwatch has migrated it."""
         db = Database.connect(Path(path), readonly=readonly, timeout=timeout)
-        if not readonly:
-            from orderwatch.store.migrations import apply
-
-            apply(db)
+        try:
+            if readonly:
+                migrations.check(db)
+            else:
+                migrations.apply(db)
+        except BaseException:
+            db.close()
+            raise
         return cls(db.conn, db.path)
 
     def close(self) -> None:

@@ -1,51 +1,30 @@
-"""The schema, as migrations applied in order, once each (sqlite-utils ``Migrations``).
+"""The schema, as steps applied in order, once each, each in its own transaction with the record of it.
 
-A migration that rewrites rows works a batch of keys at a time, so that memory stays flat for any account size.
+The record is the ``_sqlite_migrations`` table that sqlite-utils' ``Migrations`` kept for earlier versions (same
+table, same set name), so their databases carry on where they were. The runner is ours rather than sqlite-utils':
+it takes the write lock before it decides what is pending (two processes opening a new database at once do not
+both apply a step), and it refuses a database that a newer orderwatch migrated (``SchemaTooNew``).
+
+A step that rewrites rows works through them in key order a batch at a time, so that memory stays flat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
-from orderwatch.errors import StoreError
+from orderwatch.errors import SchemaTooNew, StoreError
 from orderwatch.fingerprints import fingerprint, tag_of
 from orderwatch.model import content_hash
-from orderwatch.store.db import Database
-
-if TYPE_CHECKING:
-    import sqlite_utils
+from orderwatch.store.db import Database, hint
 
 
-def migrations() -> Any:
-    """The schema migrations (sqlite-utils ``Migrations``), built on first use: read-only commands never need them
-    and skip importing sqlite-utils."""
-    from sqlite_utils.migrations import Migrations
-
-    migrations = Migrations("orderwatch")
-    for name, step in _STEPS:
-        migrations(name=name)(step)
-    return migrations
-
-
-Step = Callable[["sqlite_utils.Database"], None]
-_STEPS: list[tuple[str, Step]] = []
-
-
-def _migration(name: str) -> Callable[[Step], Step]:
-    """Register a schema step under ``name`` (applied in order, once, by ``migrations().apply``)."""
-
-    def register(step: Step) -> Step:
-        _STEPS.append((name, step))
-        return step
-
-    return register
-
-
-@_migration("0001_initial")
-def _m0001(db: sqlite_utils.Database) -> None:
-    db.executescript(
+def _m0001(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
         """
         CREATE TABLE sources (
             name TEXT PRIMARY KEY,
@@ -104,34 +83,31 @@ def _m0001(db: sqlite_utils.Database) -> None:
             sent_at TEXT
         );
         CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
-        """
+        """,
     )
 
 
-@_migration("0002_notices_and_schedule")
-def _m0002(db: sqlite_utils.Database) -> None:
-    db.executescript(
+def _m0002(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
         """
         ALTER TABLE outbox ADD COLUMN title TEXT;
         ALTER TABLE outbox ADD COLUMN body TEXT;
         ALTER TABLE sources ADD COLUMN next_poll_at TEXT;
-        """
+        """,
     )
 
 
-@_migration("0003_baseline_tries")
-def _m0003(db: sqlite_utils.Database) -> None:
-    db.execute("ALTER TABLE sources ADD COLUMN baseline_tries INTEGER NOT NULL DEFAULT 0")
+def _m0003(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE sources ADD COLUMN baseline_tries INTEGER NOT NULL DEFAULT 0")
 
 
-@_migration("0004_fast_sweeps")
-def _m0004(db: sqlite_utils.Database) -> None:
+def _m0004(conn: sqlite3.Connection) -> None:
     # A full sweep starts by reading every stored (key, state, hash): a covering index reads ~80 bytes a row instead
     # of the whole row with its JSON, twice as fast.
-    db.execute("CREATE INDEX orders_digest ON orders (source, key, state, hash)")
+    conn.execute("CREATE INDEX orders_digest ON orders (source, key, state, hash)")
     # Content hashes moved from BLAKE2b to XXH3-128. The stored raw text is the canonical JSON the hash is taken of,
     # so every hash is recomputed exactly here (a batch of keys at a time), and the next sweep rewrites nothing.
-    conn = db.conn
     after: tuple[str, str] = ("", "")
     while True:
         rows = conn.execute(
@@ -146,11 +122,9 @@ def _m0004(db: sqlite_utils.Database) -> None:
         after = (rows[-1][0], rows[-1][1])
 
 
-@_migration("0005_fingerprints")
-def _m0005(db: sqlite_utils.Database) -> None:
+def _m0005(conn: sqlite3.Connection) -> None:
     # A full sweep starts by reading a fingerprint of every stored order. Kept in the row as two integers (see
     # fingerprints.py), they are read at a third of the cost of hashing each row's key, state and hash text anew.
-    conn = db.conn
     conn.execute("ALTER TABLE orders ADD COLUMN tag INTEGER NOT NULL DEFAULT 0")
     conn.execute("ALTER TABLE orders ADD COLUMN fp INTEGER NOT NULL DEFAULT 0")
     after: tuple[str, str] = ("", "")
@@ -170,13 +144,84 @@ def _m0005(db: sqlite_utils.Database) -> None:
     conn.execute("CREATE INDEX orders_fingerprints ON orders (source, tag, fp)")
 
 
-def apply(db: Database) -> None:
-    """Bring the database up to this version's schema."""
-    import sqlite_utils
+Step = Callable[[sqlite3.Connection], None]
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("0001_initial", _m0001),
+    ("0002_notices_and_schedule", _m0002),
+    ("0003_baseline_tries", _m0003),
+    ("0004_fast_sweeps", _m0004),
+    ("0005_fingerprints", _m0005),
+)
+_SET = "orderwatch"
 
-    try:
-        migrations().apply(sqlite_utils.Database(db.conn))
-    except sqlite3.Error as exc:
-        raise StoreError(
-            f"cannot open database {db.path}: {exc} (check the path, its permissions and free space)"
-        ) from exc
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """The names of the steps applied to the database, in the order they were applied."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'").fetchone():
+        rows = conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id", (_SET,))
+        return [name for (name,) in rows]
+    return []
+
+
+def check(db: Database) -> list[str]:
+    """The steps still to apply; ``SchemaTooNew`` when the database has one this version does not know."""
+    with db.guard() as conn:
+        done = applied(conn)
+    known = {name for name, _ in STEPS}
+    unknown = [name for name in done if name not in known]
+    if unknown:
+        raise SchemaTooNew(str(db.path), unknown)
+    return [name for name, _ in STEPS if name not in done]
+
+
+def apply(db: Database, *, stop_before: str | None = None) -> None:
+    """Bring the database up to this version's schema (``stop_before``: leave that step and the later ones)."""
+    if not check(db):
+        return
+    for name, step in STEPS:
+        if name == stop_before:
+            return
+        with _transaction(db) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _sqlite_migrations"
+                " (id INTEGER PRIMARY KEY, migration_set TEXT, name TEXT, applied_at TEXT)"
+            )
+            conn.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS idx__sqlite_migrations_migration_set_name"
+                " ON _sqlite_migrations (migration_set, name)"
+            )
+            if name in applied(conn):  # another process applied it since check()
+                continue
+            step(conn)
+            conn.execute(
+                "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+                (_SET, name, str(datetime.now(UTC))),
+            )
+
+
+@contextmanager
+def _transaction(db: Database) -> Iterator[sqlite3.Connection]:
+    """One step's write transaction; its errors say the database could not be opened."""
+    with db.lock:
+        conn = db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open database {db.path}: {exc}{hint(exc)} (check the path, its permissions and free space)"
+            ) from exc
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run statements separated by ``;`` one by one (``executescript`` would commit the step's transaction)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)
