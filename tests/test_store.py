@@ -279,7 +279,7 @@ def test_a_new_key_on_a_stored_keys_tag_makes_the_store_read_its_index_again(tmp
     the store forgets it, and the index read afresh says it is ambiguous."""
     path = tmp_path / "s.db"
     store = Store.open(path)
-    store.record("ace", diff({}, observe(order("a", "Paid")), baselined=False, now=T0), [], now=T0, full=True)
+    store.record("ace", Change(events=(), upserts=(order("a", "Paid"),), removals=()), [], now=T0, full=True)
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE orders SET tag = ? WHERE key = 'a'", (tag_of("c"),))
     index = store.fingerprint_index("ace")  # another connection wrote: read afresh, then kept

@@ -7,7 +7,8 @@ lock, so worker threads may share it. The modules beside this one each own one c
 ``db``           the connection: open, write transactions, errors as ``StoreError``
 ``migrations``   the schema, step by step
 ``rows``         row types and their mapping by column name
-``snapshot``     what is known of each order; rows written and removed; a full sweep's seen keys
+``snapshot``     what is known of each order; rows written and removed
+``sweep``        a full sweep's seen keys, and a baseline's rows appended in bulk
 ``kept``         each source's fingerprint index, kept between sweeps in step with the store's writes
 ``record``       one poll's change in one transaction
 ``events``       the event log and its queries
@@ -23,13 +24,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from orderwatch.errors import StoreError
 from orderwatch.fingerprints import FingerprintIndex
 from orderwatch.model import Change, Event, Known, Order
-from orderwatch.store import bookkeeping, events, migrations, outbox, snapshot
+from orderwatch.store import bookkeeping, events, migrations, outbox, snapshot, sweep
 from orderwatch.store.db import Database
 from orderwatch.store.kept import KeptIndex, Prints
 from orderwatch.store.record import Poll, record
 from orderwatch.store.rows import DeliveryLike, EventFilter, OrderRow, OutboxRow, SourceState
+from orderwatch.store.sweep import Sweep
 
 __all__ = ["DeliveryLike", "EventFilter", "OrderRow", "OutboxRow", "SourceState", "Store"]
 
@@ -44,6 +47,7 @@ class Store:
         self._db = Database(conn, path)
         self.path = path
         self._kept = KeptIndex()
+        self._sweeps: dict[str, Sweep] = {}  # source -> its full sweep under way (seen_begin .. seen_end)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Store:
@@ -55,6 +59,12 @@ class Store:
                 migrations.check(db)
             else:
                 migrations.apply(db)
+                with db.guard() as conn:
+                    left = sweep.unkeyed(conn)
+                if left:  # a baseline that died half-way: key its rows now
+                    with db.transaction() as conn:
+                        for source, after in sweep.unkeyed(conn).items():
+                            sweep.key_unkeyed(conn, source, after)
         except BaseException:
             db.close()
             raise
@@ -73,6 +83,11 @@ class Store:
         with self._db.lock:
             try:
                 with self._db.transaction() as conn:
+                    current = self._sweeps.get(source)
+                    if current is None or current.bulk is None:  # rows another sweep appended: key them first
+                        for after in sweep.unkeyed(conn, source).values():
+                            sweep.key_unkeyed(conn, source, after)
+                            written.append(None)
                     yield conn, written
             except BaseException:
                 self._kept.after_commit(source, None)
@@ -89,6 +104,9 @@ class Store:
     def known(self, source: str, keys: Sequence[str]) -> dict[str, Known]:
         """What the snapshot knows of these orders of ``source`` (those it has)."""
         with self._db.guard() as conn:
+            current = self._sweeps.get(source)
+            if current is not None and current.bulk is not None:
+                return current.bulk.known(conn, keys)  # a baseline in bulk: the source had no row before it
             return snapshot.known(conn, source, keys)
 
     def known_in_states(self, source: str, states: Sequence[str]) -> dict[str, Known]:
@@ -109,25 +127,45 @@ class Store:
     # ---- a full sweep: its seen keys and the kept fingerprint index
 
     def seen_begin(self, source: str) -> None:
-        """Start tracking the keys a sweep of ``source`` sees."""
+        """Start tracking the keys a sweep of ``source`` sees. The first sweep of a source with no rows (its
+        baseline) appends them in bulk and keys them at ``seen_end``."""
         with self._db.guard() as conn:
-            snapshot.seen_begin(conn, source)
+            empty = conn.execute("SELECT 1 FROM orders WHERE source = ? LIMIT 1", (source,)).fetchone() is None
+            self._sweeps[source] = Sweep(conn, source, bulk=empty)
+
+    def _sweep(self, source: str) -> Sweep:
+        current = self._sweeps.get(source)
+        if current is None:
+            raise StoreError(f"no sweep of {source!r} under way: seen_begin first")  # a caller's bug
+        return current
 
     def seen_add(self, source: str, keys: Sequence[str]) -> int:
         """Note keys seen by the sweep; returns how many had not been seen before in it."""
         with self._db.guard() as conn:
-            return snapshot.seen_add(conn, source, keys)
+            return self._sweep(source).add(conn, keys)
 
     def unseen(self, source: str, *, seen: Callable[[str], bool] | None = None) -> dict[str, Known]:
-        """The snapshot's orders of ``source`` that the sweep did not see: neither in the seen-keys table nor
+        """The snapshot's orders of ``source`` that the sweep did not see: neither noted with ``seen_add`` nor
         ``seen`` by the caller (its fingerprint index)."""
         with self._db.guard() as conn:
-            return snapshot.unseen(conn, source, seen)
+            return self._sweep(source).unseen(conn, seen)
 
     def seen_end(self, source: str) -> None:
-        """Forget the keys of the sweep of ``source``."""
-        with self._db.guard() as conn:
-            snapshot.seen_end(conn, source)
+        """The sweep of ``source`` is over: key the rows it appended in bulk, forget its keys."""
+        with self._db.lock:
+            current = self._sweeps.get(source)
+            if current is None:
+                return
+            try:
+                with self._db.guard() as conn:
+                    current.end(conn)
+                bulk = current.bulk
+                if bulk is not None and bulk.after is not None:
+                    with self._writing(source) as (conn, written):
+                        sweep.key_unkeyed(conn, source, bulk.after, bulk.size)
+                        written.append(None)
+            finally:
+                del self._sweeps[source]
 
     def fingerprint_index(self, source: str) -> FingerprintIndex:
         """Every stored order of ``source`` in a ``FingerprintIndex``, for one sweep; give it back with
@@ -152,7 +190,13 @@ class Store:
     def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
         """Write changed rows that carry no event (content changes, baseline rows) in their own transaction."""
         with self._writing(source) as (conn, written):
-            written.append(self._kept.follows(conn, source, snapshot.upsert(conn, source, orders, now), removed=False))
+            current = self._sweeps.get(source)
+            if current is not None and current.bulk is not None:
+                done = current.bulk.write(conn, source, orders, now)
+                current.wrote(done.added)
+            else:
+                done = snapshot.write(conn, source, orders, now, silent=True)
+            written.append(self._kept.follows(source, done.prints, done.added, removed=False))
 
     def record(
         self,
@@ -173,7 +217,7 @@ class Store:
         poll = Poll(now=now, full=full, requests=requests, duration=duration, error=error)
         with self._writing(source) as (conn, written):
             done = record(conn, source, change, deliveries, poll)
-            written.append(self._kept.follows(conn, source, done.prints, removed=done.removed))
+            written.append(self._kept.follows(source, done.written.prints, done.written.added, removed=done.removed))
         return done.events
 
     # ---- sources' bookkeeping

@@ -10,13 +10,12 @@ Another connection's write shows in ``PRAGMA data_version``: the next ``lend`` r
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from orderwatch.fingerprints import FingerprintIndex
-from orderwatch.store.db import marks
+from orderwatch.fingerprints import FingerprintIndex, tag_of
 
 Prints = list[tuple[int, int]]  # (tag, fingerprint) of rows written
-_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -68,23 +67,21 @@ class KeptIndex:
         pending, kept.pending = kept.pending, []
         self.after_commit(source, pending)
 
-    def follows(self, conn: sqlite3.Connection, source: str, written: Prints, *, removed: bool) -> Prints | None:
-        """What a write (inside its transaction, after it) means for the kept index: its rows, or None when the
-        kept index cannot follow it (removed rows; a written tag that two stored keys now share)."""
+    def follows(self, source: str, written: Prints, added: Sequence[str], *, removed: bool) -> Prints | None:
+        """What a write (inside its transaction) means for the kept index: its rows, or None when the kept index
+        cannot follow it (removed rows; an ``added`` key whose tag a stored key, or another added key, has)."""
         if removed:
             return None
-        if source not in self._kept or not written:
+        kept = self._kept.get(source)
+        if kept is None or not added:
             return written
-        tags = sorted({tag for tag, _ in written})
-        for i in range(0, len(tags), _CHUNK):
-            chunk = tags[i : i + _CHUNK]
-            shared = conn.execute(
-                f"SELECT 1 FROM orders WHERE source = ? AND tag IN ({marks(len(chunk))})"
-                " GROUP BY tag HAVING count(*) > 1 LIMIT 1",
-                [source, *chunk],
-            ).fetchone()
-            if shared:
+        probe = kept.index.view()  # a scratch view: mark() is None exactly when no stored key has the key's tag
+        tags = {tag for tag, _ in kept.pending}  # rows written while the index is lent are not in its arrays yet
+        for key in added:
+            tag = tag_of(key)
+            if tag in tags or probe.mark(key) is not None:
                 return None
+            tags.add(tag)
         return written
 
     def after_commit(self, source: str, written: Prints | None) -> None:

@@ -144,6 +144,47 @@ def _m0005(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX orders_fingerprints ON orders (source, tag, fp)")
 
 
+def _m0006(conn: sqlite3.Connection) -> None:
+    # A baseline appends every order of an account. Keyed by (source, key), a random UUID each, every batch of it
+    # rewrote about one page of the whole table per row, with the JSON inline. Rows now live in a rowid table, in
+    # the order they are written, with the JSON last; the (source, key) -> id look-up is a table of its own, so a
+    # baseline into an empty source can append its rows first and key them in one sorted pass (see sweep.py).
+    # One index serves the state queries and, covering, the fingerprint index's read (its id keeps appends local).
+    # The rows are copied in key order, so their ids, and the look-up table's keys, are written in order too.
+    _script(
+        conn,
+        """
+        CREATE TABLE orders_new (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            raw_state TEXT NOT NULL,
+            state TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            tag INTEGER NOT NULL,
+            fp INTEGER NOT NULL,
+            first_seen TEXT NOT NULL,
+            changed_at TEXT NOT NULL,
+            raw TEXT NOT NULL
+        );
+        INSERT INTO orders_new (source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw)
+            SELECT source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw FROM orders
+            ORDER BY source, key;
+        DROP TABLE orders;
+        ALTER TABLE orders_new RENAME TO orders;
+        CREATE TABLE order_keys (
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        INSERT INTO order_keys (source, key, id) SELECT source, key, id FROM orders ORDER BY id;
+        CREATE INDEX orders_by_state ON orders (source, state, id, tag, fp);
+        CREATE TABLE unkeyed (source TEXT PRIMARY KEY, after INTEGER NOT NULL);
+        """,
+    )
+
+
 Step = Callable[[sqlite3.Connection], None]
 STEPS: tuple[tuple[str, Step], ...] = (
     ("0001_initial", _m0001),
@@ -151,6 +192,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("0003_baseline_tries", _m0003),
     ("0004_fast_sweeps", _m0004),
     ("0005_fingerprints", _m0005),
+    ("0006_rowid_orders", _m0006),
 )
 _SET = "orderwatch"
 

@@ -1,10 +1,19 @@
-"""The per-source snapshot: what is known of each order (``Known``), the rows written and removed, and the keys a
-full sweep has seen (a temporary table: memory does not grow with the list)."""
+"""The per-source snapshot: what is known of each order (``Known``), and the rows written and removed.
+
+An order is one row of ``orders`` (a rowid table, the JSON last) and one entry of ``order_keys``, its
+``(source, key) -> id`` look-up. Rows appended by a baseline in bulk wait for their entry until the sweep ends
+(``sweep.py``); every look-up here goes through ``order_keys``.
+
+Once a source has its baseline, a write that carries no event never changes whether an order is stored, nor its
+state: such a write comes from a sweep that another writer has overtaken (two polls of one source at once), and
+letting it through would undo what that writer recorded and make it record the same change again.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from orderwatch.fingerprints import fingerprint, tag_of
 from orderwatch.model import Known, Order
@@ -20,7 +29,8 @@ def known(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[st
     for i in range(0, len(keys), CHUNK):
         chunk = keys[i : i + CHUNK]
         rows = conn.execute(
-            f"SELECT key, raw_state, state, hash FROM orders WHERE source = ? AND key IN ({marks(len(chunk))})",
+            "SELECT k.key, o.raw_state, o.state, o.hash FROM order_keys k JOIN orders o ON o.id = k.id"
+            f" WHERE k.source = ? AND k.key IN ({marks(len(chunk))})",
             [source, *chunk],
         )
         found.update({key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows})
@@ -62,41 +72,12 @@ def created_at(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> di
     for i in range(0, len(keys), CHUNK):
         chunk = list(keys[i : i + CHUNK])
         rows = conn.execute(
-            "SELECT key, json_extract(raw, '$.created_at') FROM orders WHERE source = ?"
-            f" AND key IN ({marks(len(chunk))})",
+            "SELECT k.key, json_extract(o.raw, '$.created_at') FROM order_keys k JOIN orders o ON o.id = k.id"
+            f" WHERE k.source = ? AND k.key IN ({marks(len(chunk))})",
             [source, *chunk],
         )
         found.update({k: v for k, v in rows if isinstance(v, str)})
     return found
-
-
-def upsert(conn: sqlite3.Connection, source: str, orders: Sequence[Order], now: str) -> list[tuple[int, int]]:
-    """Insert or update ``orders``; returns the (tag, fingerprint) written for each."""
-    if not orders:
-        return []
-    prints = [(tag_of(o.key), fingerprint(o.raw_json, o.state)) for o in orders]
-    conn.executemany(
-        "INSERT INTO orders (source, key, raw_state, state, hash, raw, first_seen, changed_at, tag, fp)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (source, key) DO UPDATE SET raw_state = excluded.raw_state,"
-        " state = excluded.state, hash = excluded.hash, raw = excluded.raw,"
-        " changed_at = excluded.changed_at, fp = excluded.fp",
-        [
-            (source, o.key, o.raw_state, o.state, o.digest, o.raw_json.decode(), now, now, tag, fp)
-            for o, (tag, fp) in zip(orders, prints, strict=True)
-        ],
-    )
-    return prints
-
-
-def remove(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, str]:
-    """Delete these orders of ``source``; returns the last stored JSON of each (``{}`` when it was not stored)."""
-    last: dict[str, str] = {}
-    for key in keys:
-        row = conn.execute("SELECT raw FROM orders WHERE source = ? AND key = ?", (source, key)).fetchone()
-        last[key] = row[0] if row else "{}"
-    conn.executemany("DELETE FROM orders WHERE source = ? AND key = ?", [(source, k) for k in keys])
-    return last
 
 
 def count(conn: sqlite3.Connection, source: str) -> int:
@@ -104,41 +85,117 @@ def count(conn: sqlite3.Connection, source: str) -> int:
     return int(conn.execute("SELECT count(*) FROM orders WHERE source = ?", (source,)).fetchone()[0])
 
 
-def seen_begin(conn: sqlite3.Connection, source: str) -> None:
-    """Start tracking the keys a sweep of ``source`` sees."""
-    # No rollback journal for temporary tables: the seen-keys table is scratch, and journaling its reused pages at
-    # every page's insert made a sweep ~6x slower.
-    conn.execute("PRAGMA temp.journal_mode=OFF")
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS seen (source TEXT, key TEXT, PRIMARY KEY (source, key)) WITHOUT ROWID"
-    )
-    conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+def baselined(conn: sqlite3.Connection, source: str) -> bool:
+    """True when ``source`` has its baseline."""
+    row = conn.execute("SELECT baseline_at FROM sources WHERE name = ?", (source,)).fetchone()
+    return row is not None and row[0] is not None
 
 
-def seen_add(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> int:
-    """Note keys seen by the sweep; returns how many had not been seen before in it."""
-    cur = conn.executemany("INSERT OR IGNORE INTO temp.seen (source, key) VALUES (?, ?)", [(source, k) for k in keys])
-    return cur.rowcount
+@dataclass(slots=True)
+class Written:
+    """What a write did: the (tag, fingerprint) of each row written, and the keys it added."""
+
+    prints: list[tuple[int, int]] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
 
 
-def unseen(conn: sqlite3.Connection, source: str, seen: Callable[[str], bool] | None) -> dict[str, Known]:
-    """The snapshot's orders of ``source`` that the sweep did not see: neither in the seen-keys table nor ``seen``
-    by the caller."""
-    found: dict[str, Known] = {}
-    rows = conn.execute(
-        "SELECT key, raw_state, state, hash FROM orders o WHERE source = ?"
-        " AND NOT EXISTS (SELECT 1 FROM temp.seen s WHERE s.source = o.source AND s.key = o.key)",
-        (source,),
-    )
-    for key, raw_state, state, digest in rows:  # row by row: most of a big account may be listed here
-        if seen is None or not seen(key):
-            found[key] = Known(raw_state, state, digest)
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An order's row as stored: its id and states."""
+
+    id: int
+    raw_state: str
+    state: str
+
+
+def stored(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, Stored]:
+    """The stored rows of these orders of ``source`` (those it has)."""
+    found: dict[str, Stored] = {}
+    for i in range(0, len(keys), CHUNK):
+        chunk = keys[i : i + CHUNK]
+        rows = conn.execute(
+            "SELECT k.key, o.id, o.raw_state, o.state FROM order_keys k JOIN orders o ON o.id = k.id"
+            f" WHERE k.source = ? AND k.key IN ({marks(len(chunk))})",
+            [source, *chunk],
+        )
+        found.update({key: Stored(row_id, raw_state, state) for key, row_id, raw_state, state in rows})
     return found
 
 
-def seen_end(conn: sqlite3.Connection, source: str) -> None:
-    """Forget the keys of the sweep of ``source``."""
-    conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+def next_id(conn: sqlite3.Connection) -> int:
+    """The id the next appended row takes (inside a write transaction, so no other writer takes it)."""
+    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM orders").fetchone()[0])
+
+
+def write(
+    conn: sqlite3.Connection,
+    source: str,
+    orders: Sequence[Order],
+    now: str,
+    *,
+    silent: bool,
+    rows: dict[str, Stored] | None = None,
+) -> Written:
+    """Insert or update ``orders`` (the last of a key wins), keyed. ``silent``: they carry no event, so once the
+    source has its baseline none is added and none changes state. ``rows``: their stored rows, when the caller has
+    read them in this transaction."""
+    done = Written()
+    latest = {o.key: o for o in orders}
+    if not latest:
+        return done
+    have = rows if rows is not None else stored(conn, source, list(latest))
+    guarded = silent and baselined(conn, source)
+    updates: list[tuple[object, ...]] = []
+    inserts: list[tuple[object, ...]] = []
+    new_id = next_id(conn)
+    for key, o in latest.items():
+        fp = fingerprint(o.raw_json, o.state)
+        row = have.get(key)
+        if row is not None:
+            if guarded and row.state != o.state:
+                continue
+            updates.append((o.raw_state, o.state, o.digest, fp, now, o.raw_json.decode(), row.id))
+        elif guarded:
+            continue
+        else:
+            inserts.append(
+                (new_id, source, key, o.raw_state, o.state, o.digest, tag_of(key), fp, now, now, o.raw_json.decode())
+            )
+            new_id += 1
+            done.added.append(key)
+        done.prints.append((tag_of(key), fp))
+    if updates:
+        conn.executemany(
+            "UPDATE orders SET raw_state = ?, state = ?, hash = ?, fp = ?, changed_at = ?, raw = ? WHERE id = ?",
+            updates,
+        )
+    if inserts:
+        append(conn, inserts)
+        conn.executemany(
+            "INSERT INTO order_keys (source, key, id) VALUES (?, ?, ?)", [(r[1], r[2], r[0]) for r in inserts]
+        )
+    return done
+
+
+def append(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """Append rows (id, source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw) to ``orders``."""
+    conn.executemany(
+        "INSERT INTO orders (id, source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def remove(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, str]:
+    """Delete these orders of ``source``; returns the last stored JSON of each (``{}`` when it was not stored)."""
+    last: dict[str, str] = {}
+    for key in keys:
+        gone = conn.execute(
+            "DELETE FROM order_keys WHERE source = ? AND key = ? RETURNING id", (source, key)
+        ).fetchone()
+        row = conn.execute("DELETE FROM orders WHERE id = ? RETURNING raw", (gone[0],)).fetchone() if gone else None
+        last[key] = row[0] if row else "{}"
+    return last
 
 
 def listing(conn: sqlite3.Connection, source: str | None, state: str | None) -> list[OrderRow]:
