@@ -193,6 +193,7 @@ def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp
 
     store = Store.open(path)
     assert store.snapshot("ace") == {o.key: Known("Paid", "Paid", o.digest) for o in orders}
+    assert store.known("ace", [o.key for o in orders]) == store.snapshot("ace")  # every row keyed
     again = diff(store.snapshot("ace"), observe(*orders), baselined=True, now=T1)
     assert not again.upserts and again.unchanged == len(orders)
     index = store.fingerprint_index("ace")  # every row got its tag and fingerprint: a sweep finds each unchanged
@@ -328,3 +329,111 @@ def test_two_stores_opening_a_new_database_at_once_apply_each_step_once(tmp_path
     assert names == [name for name, _ in migrations.STEPS]
     for store in opened:
         store.close()
+
+
+def test_rows_are_read_by_column_name_so_added_columns_shift_nothing(store: Store) -> None:
+    """Columns a later migration adds to sources, events or outbox do not move any field of the rows read back."""
+    store.record("ace", diff({}, observe(order("a", "Pending")), baselined=False, now=T0), [], now=T0, full=True)
+    change = diff(store.snapshot("ace"), observe(order("a", "Paid")), baselined=True, now=T1)
+    store.record("ace", change, [Route("ops", "r", (0,))], now=T1, full=True)
+    before = (store.source_states(), store.events(), store.outbox(), store.orders())
+    with closing(sqlite3.connect(store.path)) as db, db:
+        for table in ("sources", "events", "outbox", "orders"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN later TEXT DEFAULT 'x'")
+    assert (store.source_states(), store.events(), store.outbox(), store.orders()) == before
+
+
+def test_two_writers_recording_the_same_changes_record_and_notify_each_once(tmp_path: Path) -> None:
+    """Two stores on one file (two polls of one source at once) that diffed the same snapshot: the second to record
+    finds every event already recorded, so it stores none, queues no notice, and returns nothing."""
+    path = tmp_path / "ow.db"
+    first, second = Store.open(path), Store.open(path)
+    base = diff({}, observe(order("a", "Pending"), order("b", "Paid")), baselined=False, now=T0)
+    first.record("ace", base, [], now=T0, full=True)
+    seen = observe(order("a", "Paid"), order("c", "Pending"))  # a moved, b vanished, c appeared
+    changes = [diff(s.snapshot("ace"), seen, baselined=True, now=T1) for s in (first, second)]
+    routes = [Route("ops", "r", (0,)), Route("ops", "r", (1,)), Route("ops", "r", (2,)), Route("all", "d", (0, 1, 2))]
+    recorded = first.record("ace", changes[0], routes, now=T1, full=True)
+    assert sorted(e.kind for e in recorded) == ["appeared", "transition", "vanished"]
+    assert second.record("ace", changes[1], routes, now=T1, full=True) == []
+    assert first.events() == recorded
+    assert len(first.outbox()) == 4
+    assert second.snapshot("ace") == {k: Known(s, s, order(k, s).digest) for k, s in (("a", "Paid"), ("c", "Pending"))}
+
+
+def test_an_overtaken_writer_neither_repeats_nor_undoes_what_the_other_recorded(tmp_path: Path) -> None:
+    """A writer whose sweep saw an older state records nothing the other already moved past: its transition is
+    dropped with its row, a digest keeps only the events still true, and its silent rows leave the state alone."""
+    path = tmp_path / "ow.db"
+    fast, slow = Store.open(path), Store.open(path)
+    base = diff({}, observe(order("a", "Pending"), order("b", "Pending")), baselined=False, now=T0)
+    fast.record("ace", base, [], now=T0, full=True)
+    stale = diff(slow.snapshot("ace"), observe(order("a", "Paid"), order("b", "Expired")), baselined=True, now=T1)
+    fast.record(
+        "ace",
+        diff(fast.snapshot("ace"), observe(order("a", "Paid"), order("b", "Pending")), baselined=True, now=T1),
+        [],
+        now=T1,
+        full=True,
+    )
+    moved = diff(fast.snapshot("ace"), observe(order("a", "Finished"), order("b", "Pending")), baselined=True, now=T1)
+    fast.record("ace", moved, [], now=T1, full=True)
+    (kept,) = slow.record("ace", stale, [Route("all", "d", (0, 1), digest=True)], now=T1, full=True)
+    assert (kept.order_id, kept.raw_from, kept.raw_to) == ("b", "Pending", "Expired")
+    assert [r.event_ids for r in slow.outbox()] == [(kept.id,)]
+    assert slow.snapshot("ace")["a"].state == "Finished"
+    slow.write_rows("ace", [Order.build("a", "Paid", "Paid", {"id": "a", "state": "Paid", "note": 1})], now=T1)
+    slow.write_rows("ace", [order("z", "Pending")], now=T1)
+    assert slow.snapshot("ace")["a"].state == "Finished" and "z" not in slow.snapshot("ace")
+
+
+def baseline_in_bulk(store: Store, orders: list[Order]) -> None:
+    """What a baseline sweep of an empty source asks of the store, up to its rows written (no seen_end yet)."""
+    store.seen_begin("ace")
+    index = store.fingerprint_index("ace")
+    assert store.known("ace", [o.key for o in orders]) == {}
+    assert store.seen_add("ace", [o.key for o in orders]) == len(orders)
+    store.write_rows("ace", orders, now=T0)
+    store.fingerprints_done("ace", index)
+
+
+def test_a_baseline_appended_in_bulk_is_keyed_when_its_sweep_ends(tmp_path: Path) -> None:
+    """Rows a baseline appends in bulk answer the sweep's own look-ups at once (a row met twice is one row) and are
+    keyed for everyone when the sweep ends, also when another store keyed the first of them meanwhile."""
+    store = Store.open(tmp_path / "ow.db")
+    orders = [order(f"o{i}", "Paid") for i in range(1200)]
+    baseline_in_bulk(store, orders)
+    assert store.known("ace", ["o1", "nope"]) == {"o1": Known("Paid", "Paid", orders[1].digest)}
+    assert store.seen_add("ace", ["o1", "o2", "new"]) == 1
+    store.write_rows("ace", [order("o1", "Finished")], now=T1)
+    other = Store.open(tmp_path / "ow.db")  # keys the rows so far, as after a crash
+    assert other.known("ace", ["o1"]) == {"o1": Known("Finished", "Finished", order("o1", "Finished").digest)}
+    store.write_rows("ace", [order("new", "Pending"), order("o2", "Paid")], now=T1)
+    assert other.known("ace", ["new"]) == {}  # appended after: not keyed yet
+    store.seen_end("ace")
+    assert set(other.known("ace", ["new", "o2"])) == {"new", "o2"}
+    assert len(other.snapshot("ace")) == 1201 and len(other.orders("ace")) == 1201
+
+
+def test_a_baseline_that_died_in_bulk_is_keyed_by_the_next_store_or_writer(tmp_path: Path) -> None:
+    """Unkeyed rows of a sweep that never ended are keyed when a store opens the file, and before any other
+    writer touches the source; a row that writer stored meanwhile under the same key wins, with no duplicate."""
+    path = tmp_path / "ow.db"
+    dead = Store.open(path)
+    baseline_in_bulk(dead, [order("a", "Paid"), order("b", "Paid")])
+    reopened = Store.open(path)
+    assert set(reopened.known("ace", ["a", "b"])) == {"a", "b"}
+    dying = Store.open(path)
+    dying.seen_begin("ace")  # not empty any more: an ordinary sweep
+    dying.seen_end("ace")
+    writer = Store.open(tmp_path / "other.db")
+    baseline_in_bulk(writer, [order("x", "Paid"), order("y", "Paid")])
+    meanwhile = Store.open(tmp_path / "other.db")
+    meanwhile.record("ace", Change(events=(), upserts=(order("x", "Refunded"),), removals=()), [], now=T1, full=False)
+    assert meanwhile.snapshot("ace") == {
+        "x": Known("Refunded", "Refunded", order("x", "Refunded").digest),
+        "y": Known("Paid", "Paid", order("y", "Paid").digest),
+    }
+    assert len(meanwhile.orders("ace")) == 2
+    writer.seen_end("ace")
+    assert len(meanwhile.orders("ace")) == 2
