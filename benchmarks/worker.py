@@ -3,6 +3,7 @@
     python benchmarks/worker.py diffstore --orders N --db DIR          (a) diff + Store.record throughput
     python benchmarks/worker.py requests --api A --orders N --db DIR   (b) requests/bytes: incremental vs full
     python benchmarks/worker.py fullpoll --api A --url U --db DIR      (c) full poll vs a bare httpx client
+    python benchmarks/worker.py baseline --api A --url U --db DIR      (c) first poll into an empty store vs bare
 
 Each prints its result as one ``RESULT {json}`` line.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
 from collections.abc import Callable, Coroutine
@@ -275,10 +277,47 @@ async def fullpoll(api: Api, url: str, repeats: int, db: Path) -> dict[str, Any]
     }
 
 
+async def baseline(api: Api, url: str, repeats: int, db: Path) -> dict[str, Any]:
+    """``repeats`` times, alternating: the bare client, then orderwatch's first full poll into an empty store (a new
+    database file each time); medians and their ratio."""
+    src = source(api, url)
+    bare_runs: list[Timed] = []
+    ow_runs: list[Timed] = []
+    orders = 0
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32, max_keepalive_connections=16)) as client:
+        await bare_fetch(client, src)  # connections opened and the server warm, as for every run after it
+        for r in range(repeats):
+            with timed() as t_bare:
+                seen = await bare_fetch(client, src)
+            path = db / f"baseline-{api}-{os.getpid()}-{r}.db"
+            store = Store.open(path)
+            pool = Clients()
+            with timed() as t_ow:
+                res = await Poller(store, pool).poll(src, full=True)
+            await pool.aclose()
+            store.close()
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+            assert res.ok and res.baseline and res.orders == seen, (res.error, res.orders, seen)
+            orders = seen
+            bare_runs.append(t_bare)
+            ow_runs.append(t_ow)
+    bare_wall = statistics.median(t.wall for t in bare_runs)
+    ow_wall = statistics.median(t.wall for t in ow_runs)
+    return {
+        "api": api,
+        "orders": orders,
+        "bare": {"wall": bare_wall, "cpu": statistics.median(t.cpu for t in bare_runs)},
+        "orderwatch": {"wall": ow_wall, "cpu": statistics.median(t.cpu for t in ow_runs)},
+        "wall_ratio": ow_wall / bare_wall,
+        "max_rss_mb": max_rss_mb(),
+    }
+
+
 def main() -> int:
     """Run one measurement and emit its result."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("job", choices=["diffstore", "requests", "fullpoll"])
+    parser.add_argument("job", choices=["diffstore", "requests", "fullpoll", "baseline"])
     parser.add_argument("--api", choices=["ace", "lsky"], default="ace")
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -290,6 +329,7 @@ def main() -> int:
     jobs: dict[str, Callable[[], Coroutine[Any, Any, dict[str, Any]]]] = {
         "requests": lambda: requests(api, args.orders, args.rounds, args.db),
         "fullpoll": lambda: fullpoll(api, args.url, args.rounds, args.db),
+        "baseline": lambda: baseline(api, args.url, args.rounds, args.db),
     }
     if args.job == "diffstore":
         emit(diffstore(args.orders, args.rounds, args.db))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +21,7 @@ from orderwatch.config import Config, load_config
 from orderwatch.errors import StoreError
 from orderwatch.simulator import SimServer, Simulator
 from orderwatch.store import Store
+from orderwatch.store.db import Database
 from orderwatch.sweep import http
 from orderwatch.sweep.poller import Poller, PollResult
 from tests.conftest import config_text, run_cli
@@ -89,11 +90,13 @@ def write_lock(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def waiting_on_the_store() -> bool:
-    """True while some thread is inside ``Store._tx``: taking the write lock (BEGIN IMMEDIATE) or writing."""
+    """True while some thread is inside a write transaction of the store: taking the write lock (BEGIN IMMEDIATE)
+    or writing."""
+    code = Database.transaction.__wrapped__.__code__  # type: ignore[attr-defined]
     for frame in sys._current_frames().values():
         f: FrameType | None = frame
         while f is not None:
-            if f.f_code.co_name == "_tx" and f.f_code.co_filename.endswith("store.py"):
+            if f.f_code is code:
                 return True
             f = f.f_back
     return False
@@ -147,6 +150,12 @@ async def test_lock_held_past_the_busy_timeout_is_a_clear_error_and_nothing_is_l
         assert {(e.source, e.order_id, e.kind, e.raw_from, e.raw_to) for e in poller.store.events()} == expected
 
 
+def own_connection(path: Path) -> sqlite3.Connection:
+    """A connection to the database at ``path`` set up as ``Store.open`` sets up its own (autocommit, shared with
+    worker threads), for a test to change its limits while a ``Store`` wraps it."""
+    return sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+
+
 def read_only_store(path: Path) -> Store:
     """The database as SQLite opens it when the file cannot be written (root ignores chmod, so no chmod here):
     a read-only connection in autocommit mode, like the one ``Store.open`` makes."""
@@ -189,8 +198,8 @@ async def test_full_disk_rolls_back_the_whole_poll_and_the_next_poll_records_it(
     expected = make_changes(sim)
     new = sim.add_lsky(60)
     expected |= {("images", key, "appeared", None, "unpaid") for key in new}
-    store = Store.open(conf.database)
-    conn = store._conn  # the store's own connection: SQLite's per-connection size cap stands in for a full disk
+    conn = own_connection(conf.database)  # SQLite's per-connection size cap stands in for a full disk
+    store = Store(conn, conf.database)
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
     async with poller_on(store) as poller:
@@ -216,8 +225,8 @@ async def test_a_database_refusing_even_temporary_writes_fails_the_poll_without_
     conf = load(tmp_path, server.url)
     await baseline(conf)
     expected = make_changes(sim)
-    store = Store.open(conf.database)
-    conn = store._conn  # the store's own connection: query_only makes SQLite refuse every write on it, temp ones too
+    conn = own_connection(conf.database)  # query_only makes SQLite refuse every write on it, temp ones too
+    store = Store(conn, conf.database)
     conn.execute("PRAGMA query_only = ON")
     async with poller_on(store) as poller:
         failed = await poll_all(poller, conf)
@@ -248,3 +257,18 @@ def test_store_open_turns_file_system_errors_into_store_errors(tmp_path: Path) -
     blocker.write_text("x")
     with pytest.raises(StoreError, match=r"cannot open database .*file/sub/ow\.db"):
         Store.open(blocker / "sub" / "ow.db")
+
+
+def test_a_database_from_a_newer_orderwatch_is_a_clear_cli_error(config_file: Path, tmp_path: Path) -> None:
+    """Commands on a database that a newer orderwatch migrated fail with one line saying to upgrade, no traceback."""
+    database = tmp_path / "ow.db"
+    Store.open(database).close()
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('orderwatch', '0099_future', '')"
+        )
+    for args in (("poll",), ("changes",), ("status",)):
+        ran = run_cli(config_file, *args, timeout=30)
+        assert "Traceback" not in ran.err, (args, ran.err)
+        assert ran.code != 0, (args, ran.err)
+        assert "0099_future" in ran.err and "upgrade orderwatch" in ran.err, (args, ran.err)

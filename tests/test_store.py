@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from orderwatch.core.diff import diff
 from orderwatch.core.fingerprints import fingerprint, tag_of
 from orderwatch.core.model import Change, Known, Observation, Order
-from orderwatch.errors import StoreError
-from orderwatch.store import EventFilter, Store
+from orderwatch.errors import SchemaTooNew, StoreError
+from orderwatch.store import EventFilter, Store, migrations
+from orderwatch.store.db import Database
 
 T0 = "2026-11-22T10:00:00.000000Z"
 T1 = "2026-11-22T10:01:00.000000Z"
@@ -50,9 +51,10 @@ def store(tmp_path: Path) -> Store:
 def test_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
     """A new database is created mode 0600 and journals in WAL mode."""
     path = tmp_path / "sub" / "ow.db"
-    s = Store.open(path)
+    Store.open(path).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert s._read("PRAGMA journal_mode")[0][0] == "wal"
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_record_stores_snapshot_events_and_outbox_together(store: Store) -> None:
@@ -176,13 +178,9 @@ def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp
     import hashlib
     import sqlite3
 
-    import sqlite_utils
-
-    from orderwatch.store import _migrations
-
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    _migrations().apply(sqlite_utils.Database(conn), stop_before="0004_fast_sweeps")
+    migrations.apply(Database(conn, path), stop_before="0004_fast_sweeps")
     orders = [order(f"o{i}", "Paid") for i in range(12_001)]  # more than one batch of the migration
     conn.execute("BEGIN")
     conn.executemany(
@@ -195,6 +193,7 @@ def test_upgrading_rehashes_stored_orders_so_the_next_sweep_rewrites_nothing(tmp
 
     store = Store.open(path)
     assert store.snapshot("ace") == {o.key: Known("Paid", "Paid", o.digest) for o in orders}
+    assert store.known("ace", [o.key for o in orders]) == store.snapshot("ace")  # every row keyed
     again = diff(store.snapshot("ace"), observe(*orders), baselined=True, now=T1)
     assert not again.upserts and again.unchanged == len(orders)
     index = store.fingerprint_index("ace")  # every row got its tag and fingerprint: a sweep finds each unchanged
@@ -281,7 +280,7 @@ def test_a_new_key_on_a_stored_keys_tag_makes_the_store_read_its_index_again(tmp
     the store forgets it, and the index read afresh says it is ambiguous."""
     path = tmp_path / "s.db"
     store = Store.open(path)
-    store.record("ace", diff({}, observe(order("a", "Paid")), baselined=False, now=T0), [], now=T0, full=True)
+    store.record("ace", Change(events=(), upserts=(order("a", "Paid"),), removals=()), [], now=T0, full=True)
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE orders SET tag = ? WHERE key = 'a'", (tag_of("c"),))
     index = store.fingerprint_index("ace")  # another connection wrote: read afresh, then kept
@@ -289,3 +288,152 @@ def test_a_new_key_on_a_stored_keys_tag_makes_the_store_read_its_index_again(tmp
     assert index.entries() == [(tag_of("c"), fingerprint(order("a", "Paid").raw_json, "Paid"))]
     store.write_rows("ace", [order("c", "Paid")], now=T1)
     assert store.fingerprint_index("ace").ambiguous
+
+
+def test_a_database_migrated_by_a_newer_orderwatch_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """A database carrying a schema step this version does not know is not touched: opening it, to write or to
+    read, is SchemaTooNew naming the step and saying to upgrade orderwatch."""
+    path = tmp_path / "ow.db"
+    Store.open(path).close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('orderwatch', '0099_future', '')"
+        )
+    for readonly in (False, True):
+        with pytest.raises(SchemaTooNew, match=r"0099_future.*upgrade orderwatch") as caught:
+            Store.open(path, readonly=readonly)
+        assert isinstance(caught.value, StoreError) and caught.value.migrations == ["0099_future"]
+
+
+def test_two_stores_opening_a_new_database_at_once_apply_each_step_once(tmp_path: Path) -> None:
+    """Stores opened at the same time on a new file (two processes starting together) both get the whole schema,
+    each step applied once: the runner decides what is pending under the write lock."""
+    path = tmp_path / "ow.db"
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            opened.append(Store.open(path))
+        except BaseException as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with closing(sqlite3.connect(path)) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert names == [name for name, _ in migrations.STEPS]
+    for store in opened:
+        store.close()
+
+
+def test_rows_are_read_by_column_name_so_added_columns_shift_nothing(store: Store) -> None:
+    """Columns a later migration adds to sources, events or outbox do not move any field of the rows read back."""
+    store.record("ace", diff({}, observe(order("a", "Pending")), baselined=False, now=T0), [], now=T0, full=True)
+    change = diff(store.snapshot("ace"), observe(order("a", "Paid")), baselined=True, now=T1)
+    store.record("ace", change, [Route("ops", "r", (0,))], now=T1, full=True)
+    before = (store.source_states(), store.events(), store.outbox(), store.orders())
+    with closing(sqlite3.connect(store.path)) as db, db:
+        for table in ("sources", "events", "outbox", "orders"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN later TEXT DEFAULT 'x'")
+    assert (store.source_states(), store.events(), store.outbox(), store.orders()) == before
+
+
+def test_two_writers_recording_the_same_changes_record_and_notify_each_once(tmp_path: Path) -> None:
+    """Two stores on one file (two polls of one source at once) that diffed the same snapshot: the second to record
+    finds every event already recorded, so it stores none, queues no notice, and returns nothing."""
+    path = tmp_path / "ow.db"
+    first, second = Store.open(path), Store.open(path)
+    base = diff({}, observe(order("a", "Pending"), order("b", "Paid")), baselined=False, now=T0)
+    first.record("ace", base, [], now=T0, full=True)
+    seen = observe(order("a", "Paid"), order("c", "Pending"))  # a moved, b vanished, c appeared
+    changes = [diff(s.snapshot("ace"), seen, baselined=True, now=T1) for s in (first, second)]
+    routes = [Route("ops", "r", (0,)), Route("ops", "r", (1,)), Route("ops", "r", (2,)), Route("all", "d", (0, 1, 2))]
+    recorded = first.record("ace", changes[0], routes, now=T1, full=True)
+    assert sorted(e.kind for e in recorded) == ["appeared", "transition", "vanished"]
+    assert second.record("ace", changes[1], routes, now=T1, full=True) == []
+    assert first.events() == recorded
+    assert len(first.outbox()) == 4
+    assert second.snapshot("ace") == {k: Known(s, s, order(k, s).digest) for k, s in (("a", "Paid"), ("c", "Pending"))}
+
+
+def test_an_overtaken_writer_neither_repeats_nor_undoes_what_the_other_recorded(tmp_path: Path) -> None:
+    """A writer whose sweep saw an older state records nothing the other already moved past: its transition is
+    dropped with its row, a digest keeps only the events still true, and its silent rows leave the state alone."""
+    path = tmp_path / "ow.db"
+    fast, slow = Store.open(path), Store.open(path)
+    base = diff({}, observe(order("a", "Pending"), order("b", "Pending")), baselined=False, now=T0)
+    fast.record("ace", base, [], now=T0, full=True)
+    stale = diff(slow.snapshot("ace"), observe(order("a", "Paid"), order("b", "Expired")), baselined=True, now=T1)
+    fast.record(
+        "ace",
+        diff(fast.snapshot("ace"), observe(order("a", "Paid"), order("b", "Pending")), baselined=True, now=T1),
+        [],
+        now=T1,
+        full=True,
+    )
+    moved = diff(fast.snapshot("ace"), observe(order("a", "Finished"), order("b", "Pending")), baselined=True, now=T1)
+    fast.record("ace", moved, [], now=T1, full=True)
+    (kept,) = slow.record("ace", stale, [Route("all", "d", (0, 1), digest=True)], now=T1, full=True)
+    assert (kept.order_id, kept.raw_from, kept.raw_to) == ("b", "Pending", "Expired")
+    assert [r.event_ids for r in slow.outbox()] == [(kept.id,)]
+    assert slow.snapshot("ace")["a"].state == "Finished"
+    slow.write_rows("ace", [Order.build("a", "Paid", "Paid", {"id": "a", "state": "Paid", "note": 1})], now=T1)
+    slow.write_rows("ace", [order("z", "Pending")], now=T1)
+    assert slow.snapshot("ace")["a"].state == "Finished" and "z" not in slow.snapshot("ace")
+
+
+def baseline_in_bulk(store: Store, orders: list[Order]) -> None:
+    """What a baseline sweep of an empty source asks of the store, up to its rows written (no seen_end yet)."""
+    store.seen_begin("ace")
+    index = store.fingerprint_index("ace")
+    assert store.known("ace", [o.key for o in orders]) == {}
+    assert store.seen_add("ace", [o.key for o in orders]) == len(orders)
+    store.write_rows("ace", orders, now=T0)
+    store.fingerprints_done("ace", index)
+
+
+def test_a_baseline_appended_in_bulk_is_keyed_when_its_sweep_ends(tmp_path: Path) -> None:
+    """Rows a baseline appends in bulk answer the sweep's own look-ups at once (a row met twice is one row) and are
+    keyed for everyone when the sweep ends, also when another store keyed the first of them meanwhile."""
+    store = Store.open(tmp_path / "ow.db")
+    orders = [order(f"o{i}", "Paid") for i in range(1200)]
+    baseline_in_bulk(store, orders)
+    assert store.known("ace", ["o1", "nope"]) == {"o1": Known("Paid", "Paid", orders[1].digest)}
+    assert store.seen_add("ace", ["o1", "o2", "new"]) == 1
+    store.write_rows("ace", [order("o1", "Finished")], now=T1)
+    other = Store.open(tmp_path / "ow.db")  # keys the rows so far, as after a crash
+    assert other.known("ace", ["o1"]) == {"o1": Known("Finished", "Finished", order("o1", "Finished").digest)}
+    store.write_rows("ace", [order("new", "Pending"), order("o2", "Paid")], now=T1)
+    assert other.known("ace", ["new"]) == {}  # appended after: not keyed yet
+    store.seen_end("ace")
+    assert set(other.known("ace", ["new", "o2"])) == {"new", "o2"}
+    assert len(other.snapshot("ace")) == 1201 and len(other.orders("ace")) == 1201
+
+
+def test_a_baseline_that_died_in_bulk_is_keyed_by_the_next_store_or_writer(tmp_path: Path) -> None:
+    """Unkeyed rows of a sweep that never ended are keyed when a store opens the file, and before any other
+    writer touches the source; a row that writer stored meanwhile under the same key wins, with no duplicate."""
+    path = tmp_path / "ow.db"
+    dead = Store.open(path)
+    baseline_in_bulk(dead, [order("a", "Paid"), order("b", "Paid")])
+    reopened = Store.open(path)
+    assert set(reopened.known("ace", ["a", "b"])) == {"a", "b"}
+    dying = Store.open(path)
+    dying.seen_begin("ace")  # not empty any more: an ordinary sweep
+    dying.seen_end("ace")
+    writer = Store.open(tmp_path / "other.db")
+    baseline_in_bulk(writer, [order("x", "Paid"), order("y", "Paid")])
+    meanwhile = Store.open(tmp_path / "other.db")
+    meanwhile.record("ace", Change(events=(), upserts=(order("x", "Refunded"),), removals=()), [], now=T1, full=False)
+    assert meanwhile.snapshot("ace") == {
+        "x": Known("Refunded", "Refunded", order("x", "Refunded").digest),
+        "y": Known("Paid", "Paid", order("y", "Paid").digest),
+    }
+    assert len(meanwhile.orders("ace")) == 2
+    writer.seen_end("ace")
+    assert len(meanwhile.orders("ace")) == 2

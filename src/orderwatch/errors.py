@@ -10,6 +10,7 @@ OrderwatchError                      base class; ``str(err)`` is one actionable 
 │   ├── ErrorBody                    HTTP 200 carrying an error (Lsky ``{"status": "error"}``)
 │   └── LimitExceeded                response bytes, pages per sweep or the poll's time budget ran out
 ├── StoreError                       the database cannot be read or written (full disk, read-only, locked)
+│   └── SchemaTooNew                 a newer orderwatch migrated the database: upgrade orderwatch
 └── DeliveryError                    a notification could not be delivered; ``permanent`` says if a retry can help
 """
 
@@ -79,6 +80,19 @@ class LimitExceeded(SourceError):
 
 class StoreError(OrderwatchError):
     """The database cannot be used. Polling stops for the affected source rather than dropping events."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer orderwatch; this version cannot use it. ``migrations`` names the steps
+    it does not know."""
+
+    def __init__(self, path: str, migrations: list[str]) -> None:
+        self.path = path
+        self.migrations = list(migrations)
+        super().__init__(
+            f"database {path} was migrated by a newer orderwatch (schema step {', '.join(self.migrations)}, which"
+            " this version does not know): upgrade orderwatch to use it, or point `database` at another file"
+        )
 
 
 class DeliveryError(OrderwatchError):

@@ -1,0 +1,269 @@
+"""The schema, as steps applied in order, once each, each in its own transaction with the record of it.
+
+The record is the ``_sqlite_migrations`` table that sqlite-utils' ``Migrations`` kept for earlier versions (same
+table, same set name), so their databases carry on where they were. The runner is ours rather than sqlite-utils':
+it takes the write lock before it decides what is pending (two processes opening a new database at once do not
+both apply a step), and it refuses a database that a newer orderwatch migrated (``SchemaTooNew``).
+
+A step that rewrites rows works through them in key order a batch at a time, so that memory stays flat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from orderwatch.core.fingerprints import fingerprint, tag_of
+from orderwatch.core.model import content_hash
+from orderwatch.errors import SchemaTooNew, StoreError
+from orderwatch.store.db import Database, hint
+
+
+def _m0001(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE sources (
+            name TEXT PRIMARY KEY,
+            baseline_at TEXT,
+            last_poll_at TEXT,
+            last_success_at TEXT,
+            last_full_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            failing_since TEXT,
+            alerted INTEGER NOT NULL DEFAULT 0,
+            orders INTEGER NOT NULL DEFAULT 0,
+            last_requests INTEGER,
+            last_duration REAL
+        );
+        CREATE TABLE orders (
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            raw_state TEXT NOT NULL,
+            state TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            changed_at TEXT NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX orders_by_state ON orders (source, state);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT,
+            raw_from TEXT,
+            raw_to TEXT,
+            detected_at TEXT NOT NULL,
+            order_json TEXT NOT NULL
+        );
+        CREATE INDEX events_by_time ON events (detected_at);
+        CREATE INDEX events_by_order ON events (source, order_id);
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            digest INTEGER NOT NULL DEFAULT 0,
+            event_ids TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            lease_until TEXT,
+            done_urls TEXT NOT NULL DEFAULT '[]',
+            last_error TEXT,
+            sent_at TEXT
+        );
+        CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+        """,
+    )
+
+
+def _m0002(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        ALTER TABLE outbox ADD COLUMN title TEXT;
+        ALTER TABLE outbox ADD COLUMN body TEXT;
+        ALTER TABLE sources ADD COLUMN next_poll_at TEXT;
+        """,
+    )
+
+
+def _m0003(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE sources ADD COLUMN baseline_tries INTEGER NOT NULL DEFAULT 0")
+
+
+def _m0004(conn: sqlite3.Connection) -> None:
+    # A full sweep starts by reading every stored (key, state, hash): a covering index reads ~80 bytes a row instead
+    # of the whole row with its JSON, twice as fast.
+    conn.execute("CREATE INDEX orders_digest ON orders (source, key, state, hash)")
+    # Content hashes moved from BLAKE2b to XXH3-128. The stored raw text is the canonical JSON the hash is taken of,
+    # so every hash is recomputed exactly here (a batch of keys at a time), and the next sweep rewrites nothing.
+    after: tuple[str, str] = ("", "")
+    while True:
+        rows = conn.execute(
+            "SELECT source, key, raw FROM orders WHERE (source, key) > (?, ?) ORDER BY source, key LIMIT 5000", after
+        ).fetchall()
+        if not rows:
+            return
+        conn.executemany(
+            "UPDATE orders SET hash = ? WHERE source = ? AND key = ?",
+            [(content_hash(raw.encode()), source, key) for source, key, raw in rows],
+        )
+        after = (rows[-1][0], rows[-1][1])
+
+
+def _m0005(conn: sqlite3.Connection) -> None:
+    # A full sweep starts by reading a fingerprint of every stored order. Kept in the row as two integers (see
+    # fingerprints.py), they are read at a third of the cost of hashing each row's key, state and hash text anew.
+    conn.execute("ALTER TABLE orders ADD COLUMN tag INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE orders ADD COLUMN fp INTEGER NOT NULL DEFAULT 0")
+    after: tuple[str, str] = ("", "")
+    while True:
+        rows = conn.execute(
+            "SELECT source, key, state, raw FROM orders WHERE (source, key) > (?, ?) ORDER BY source, key LIMIT 5000",
+            after,
+        ).fetchall()
+        if not rows:
+            break
+        conn.executemany(
+            "UPDATE orders SET tag = ?, fp = ? WHERE source = ? AND key = ?",
+            [(tag_of(key), fingerprint(raw.encode(), state), source, key) for source, key, state, raw in rows],
+        )
+        after = (rows[-1][0], rows[-1][1])
+    conn.execute("DROP INDEX orders_digest")
+    conn.execute("CREATE INDEX orders_fingerprints ON orders (source, tag, fp)")
+
+
+def _m0006(conn: sqlite3.Connection) -> None:
+    # A baseline appends every order of an account. Keyed by (source, key), a random UUID each, every batch of it
+    # rewrote about one page of the whole table per row, with the JSON inline. Rows now live in a rowid table, in
+    # the order they are written, with the JSON last; the (source, key) -> id look-up is a table of its own, so a
+    # baseline into an empty source can append its rows first and key them in one sorted pass (see sweep.py).
+    # One index serves the state queries and, covering, the fingerprint index's read (its id keeps appends local).
+    # The rows are copied in key order, so their ids, and the look-up table's keys, are written in order too.
+    _script(
+        conn,
+        """
+        CREATE TABLE orders_new (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            raw_state TEXT NOT NULL,
+            state TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            tag INTEGER NOT NULL,
+            fp INTEGER NOT NULL,
+            first_seen TEXT NOT NULL,
+            changed_at TEXT NOT NULL,
+            raw TEXT NOT NULL
+        );
+        INSERT INTO orders_new (source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw)
+            SELECT source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw FROM orders
+            ORDER BY source, key;
+        DROP TABLE orders;
+        ALTER TABLE orders_new RENAME TO orders;
+        CREATE TABLE order_keys (
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        INSERT INTO order_keys (source, key, id) SELECT source, key, id FROM orders ORDER BY id;
+        CREATE INDEX orders_by_state ON orders (source, state, id, tag, fp);
+        CREATE TABLE unkeyed (source TEXT PRIMARY KEY, after INTEGER NOT NULL);
+        """,
+    )
+
+
+Step = Callable[[sqlite3.Connection], None]
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("0001_initial", _m0001),
+    ("0002_notices_and_schedule", _m0002),
+    ("0003_baseline_tries", _m0003),
+    ("0004_fast_sweeps", _m0004),
+    ("0005_fingerprints", _m0005),
+    ("0006_rowid_orders", _m0006),
+)
+_SET = "orderwatch"
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """The names of the steps applied to the database, in the order they were applied."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'").fetchone():
+        rows = conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id", (_SET,))
+        return [name for (name,) in rows]
+    return []
+
+
+def check(db: Database) -> list[str]:
+    """The steps still to apply; ``SchemaTooNew`` when the database has one this version does not know."""
+    with db.guard() as conn:
+        done = applied(conn)
+    known = {name for name, _ in STEPS}
+    unknown = [name for name in done if name not in known]
+    if unknown:
+        raise SchemaTooNew(str(db.path), unknown)
+    return [name for name, _ in STEPS if name not in done]
+
+
+def apply(db: Database, *, stop_before: str | None = None) -> None:
+    """Bring the database up to this version's schema (``stop_before``: leave that step and the later ones)."""
+    if not check(db):
+        return
+    for name, step in STEPS:
+        if name == stop_before:
+            return
+        with _transaction(db) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _sqlite_migrations"
+                " (id INTEGER PRIMARY KEY, migration_set TEXT, name TEXT, applied_at TEXT)"
+            )
+            conn.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS idx__sqlite_migrations_migration_set_name"
+                " ON _sqlite_migrations (migration_set, name)"
+            )
+            if name in applied(conn):  # another process applied it since check()
+                continue
+            step(conn)
+            conn.execute(
+                "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+                (_SET, name, str(datetime.now(UTC))),
+            )
+
+
+@contextmanager
+def _transaction(db: Database) -> Iterator[sqlite3.Connection]:
+    """One step's write transaction; its errors say the database could not be opened."""
+    with db.lock:
+        conn = db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open database {db.path}: {exc}{hint(exc)} (check the path, its permissions and free space)"
+            ) from exc
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run statements separated by ``;`` one by one (``executescript`` would commit the step's transaction)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)

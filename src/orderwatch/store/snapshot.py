@@ -1,0 +1,211 @@
+"""The per-source snapshot: what is known of each order (``Known``), and the rows written and removed.
+
+An order is one row of ``orders`` (a rowid table, the JSON last) and one entry of ``order_keys``, its
+``(source, key) -> id`` look-up. Rows appended by a baseline in bulk wait for their entry until the sweep ends
+(``sweep.py``); every look-up here goes through ``order_keys``.
+
+Once a source has its baseline, a write that carries no event never changes whether an order is stored, nor its
+state: such a write comes from a sweep that another writer has overtaken (two polls of one source at once), and
+letting it through would undo what that writer recorded and make it record the same change again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from orderwatch.core.fingerprints import fingerprint, tag_of
+from orderwatch.core.model import Known, Order
+from orderwatch.store.db import marks, named
+from orderwatch.store.rows import ORDER_COLUMNS, OrderRow, order_row
+
+CHUNK = 500  # keys per IN (...) query
+
+
+def known(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, Known]:
+    """What the snapshot knows of these orders of ``source`` (those it has)."""
+    found: dict[str, Known] = {}
+    for i in range(0, len(keys), CHUNK):
+        chunk = keys[i : i + CHUNK]
+        rows = conn.execute(
+            "SELECT k.key, o.raw_state, o.state, o.hash FROM order_keys k JOIN orders o ON o.id = k.id"
+            f" WHERE k.source = ? AND k.key IN ({marks(len(chunk))})",
+            [source, *chunk],
+        )
+        found.update({key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows})
+    return found
+
+
+def everything(conn: sqlite3.Connection, source: str) -> dict[str, Known]:
+    """What the snapshot knows of every order of ``source``."""
+    rows = conn.execute("SELECT key, raw_state, state, hash FROM orders WHERE source = ?", (source,))
+    return {key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows}
+
+
+def in_states(conn: sqlite3.Connection, source: str, states: Sequence[str]) -> dict[str, Known]:
+    """The snapshot's orders of ``source`` whose canonical state is one of ``states``."""
+    if not states:
+        return {}
+    rows = conn.execute(
+        f"SELECT key, raw_state, state, hash FROM orders WHERE source = ? AND state IN ({marks(len(states))})",
+        [source, *states],
+    )
+    return {key: Known(raw_state, state, digest) for key, raw_state, state, digest in rows}
+
+
+def stored_states(conn: sqlite3.Connection, source: str) -> list[str]:
+    """The distinct canonical states of the stored orders of ``source`` (one index probe per state)."""
+    found: list[str] = []
+    while True:
+        row = conn.execute(
+            "SELECT min(state) FROM orders WHERE source = ? AND state > ?", (source, found[-1] if found else "")
+        ).fetchone()
+        if row[0] is None:
+            return found
+        found.append(row[0])
+
+
+def created_at(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, str]:
+    """The stored ``created_at`` of these orders (those that have one)."""
+    found: dict[str, str] = {}
+    for i in range(0, len(keys), CHUNK):
+        chunk = list(keys[i : i + CHUNK])
+        rows = conn.execute(
+            "SELECT k.key, json_extract(o.raw, '$.created_at') FROM order_keys k JOIN orders o ON o.id = k.id"
+            f" WHERE k.source = ? AND k.key IN ({marks(len(chunk))})",
+            [source, *chunk],
+        )
+        found.update({k: v for k, v in rows if isinstance(v, str)})
+    return found
+
+
+def count(conn: sqlite3.Connection, source: str) -> int:
+    """How many orders of ``source`` are stored."""
+    return int(conn.execute("SELECT count(*) FROM orders WHERE source = ?", (source,)).fetchone()[0])
+
+
+def baselined(conn: sqlite3.Connection, source: str) -> bool:
+    """True when ``source`` has its baseline."""
+    row = conn.execute("SELECT baseline_at FROM sources WHERE name = ?", (source,)).fetchone()
+    return row is not None and row[0] is not None
+
+
+@dataclass(slots=True)
+class Written:
+    """What a write did: the (tag, fingerprint) of each row written, and the keys it added."""
+
+    prints: list[tuple[int, int]] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An order's row as stored: its id and states."""
+
+    id: int
+    raw_state: str
+    state: str
+
+
+def stored(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, Stored]:
+    """The stored rows of these orders of ``source`` (those it has)."""
+    found: dict[str, Stored] = {}
+    for i in range(0, len(keys), CHUNK):
+        chunk = keys[i : i + CHUNK]
+        rows = conn.execute(
+            "SELECT k.key, o.id, o.raw_state, o.state FROM order_keys k JOIN orders o ON o.id = k.id"
+            f" WHERE k.source = ? AND k.key IN ({marks(len(chunk))})",
+            [source, *chunk],
+        )
+        found.update({key: Stored(row_id, raw_state, state) for key, row_id, raw_state, state in rows})
+    return found
+
+
+def next_id(conn: sqlite3.Connection) -> int:
+    """The id the next appended row takes (inside a write transaction, so no other writer takes it)."""
+    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM orders").fetchone()[0])
+
+
+def write(
+    conn: sqlite3.Connection,
+    source: str,
+    orders: Sequence[Order],
+    now: str,
+    *,
+    silent: bool,
+    rows: dict[str, Stored] | None = None,
+) -> Written:
+    """Insert or update ``orders`` (the last of a key wins), keyed. ``silent``: they carry no event, so once the
+    source has its baseline none is added and none changes state. ``rows``: their stored rows, when the caller has
+    read them in this transaction."""
+    done = Written()
+    latest = {o.key: o for o in orders}
+    if not latest:
+        return done
+    have = rows if rows is not None else stored(conn, source, list(latest))
+    guarded = silent and baselined(conn, source)
+    updates: list[tuple[object, ...]] = []
+    inserts: list[tuple[object, ...]] = []
+    new_id = next_id(conn)
+    for key, o in latest.items():
+        fp = fingerprint(o.raw_json, o.state)
+        row = have.get(key)
+        if row is not None:
+            if guarded and row.state != o.state:
+                continue
+            updates.append((o.raw_state, o.state, o.digest, fp, now, o.raw_json.decode(), row.id))
+        elif guarded:
+            continue
+        else:
+            inserts.append(
+                (new_id, source, key, o.raw_state, o.state, o.digest, tag_of(key), fp, now, now, o.raw_json.decode())
+            )
+            new_id += 1
+            done.added.append(key)
+        done.prints.append((tag_of(key), fp))
+    if updates:
+        conn.executemany(
+            "UPDATE orders SET raw_state = ?, state = ?, hash = ?, fp = ?, changed_at = ?, raw = ? WHERE id = ?",
+            updates,
+        )
+    if inserts:
+        append(conn, inserts)
+        conn.executemany(
+            "INSERT INTO order_keys (source, key, id) VALUES (?, ?, ?)", [(r[1], r[2], r[0]) for r in inserts]
+        )
+    return done
+
+
+def append(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """Append rows (id, source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw) to ``orders``."""
+    conn.executemany(
+        "INSERT INTO orders (id, source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def remove(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, str]:
+    """Delete these orders of ``source``; returns the last stored JSON of each (``{}`` when it was not stored)."""
+    last: dict[str, str] = {}
+    for key in keys:
+        gone = conn.execute(
+            "DELETE FROM order_keys WHERE source = ? AND key = ? RETURNING id", (source, key)
+        ).fetchone()
+        row = conn.execute("DELETE FROM orders WHERE id = ? RETURNING raw", (gone[0],)).fetchone() if gone else None
+        last[key] = row[0] if row else "{}"
+    return last
+
+
+def listing(conn: sqlite3.Connection, source: str | None, state: str | None) -> list[OrderRow]:
+    """The snapshot's rows (of ``source``, in ``state`` case-insensitively), newest change first."""
+    where, params = [], []
+    if source is not None:
+        where.append("source = ?")
+        params.append(source)
+    if state is not None:
+        where.append("lower(state) = lower(?)")
+        params.append(state)
+    sql = f"SELECT {ORDER_COLUMNS} FROM orders" + (" WHERE " + " AND ".join(where) if where else "")
+    return [order_row(r) for r in named(conn, sql + " ORDER BY changed_at DESC, source, key", params)]
