@@ -36,7 +36,7 @@ from orderwatch.service.daemon import Daemon as DaemonCore
 from orderwatch.service.metrics import Metrics, parse_listen, serve
 from orderwatch.simulator import SimServer, Simulator, run_clock
 from orderwatch.store import Store
-from orderwatch.sweep.poller import PollResult
+from orderwatch.sweep.poller import Outcome, PollResult
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, run_cli
 from tests.receivers import WebhookReceiver
 
@@ -528,7 +528,7 @@ def test_metrics_render() -> None:
     metrics = Metrics()
     ev = Event("ace", "o-1", "transition", "Pending", "Paid", "Pending", "Paid", "2026-01-01T00:00:00.000000Z")
     metrics.observe_poll(PollResult("ace", events=(ev,), orders=3, requests=1), now=1700000000.0)
-    metrics.observe_poll(PollResult("ace", error="boom", auth_failed=True), now=1700000001.0)
+    metrics.observe_poll(PollResult("ace", error="boom", outcome=Outcome.AUTH_FAILED), now=1700000001.0)
     metrics.observe_poll(PollResult('we"ird', error="half", requests=2, orders=5), now=1700000002.0)
     metrics.observe_delivery(DeliveryReport(sent=2, retrying=1, failed=0))
     metrics.outbox_depth = 4

@@ -99,8 +99,6 @@ def test_every_change_between_two_polls_is_one_event_with_raw_and_canonical_stat
     changes = sim.history[mark:]
 
     expected = expected_events(changes)
-    if mode == "--incremental":
-        expected = {e for e in expected if e[2] != "vanished"}
     ran = run_cli(config_file, "poll", mode, "--format", "ndjson")
     assert ran.code == 0, ran.err
     assert got_events(ran) == expected

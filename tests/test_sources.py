@@ -241,7 +241,9 @@ def test_content_hash_ignores_key_order_but_not_values() -> None:
 
 def test_detail_requests_and_answers() -> None:
     """Detail paths escape the key; Ace accepts a bare order, Lsky the success envelope."""
-    assert acedata.detail_request(source("acedata"), "a/b").path == "/api/v1/orders/a%2Fb"
+    assert acedata.detail_request(source("acedata"), "a/b").path == "/api/v1/orders/a%2Fb/"
+    fallback = acedata.detail_fallback(source("acedata"), "a/b")
+    assert fallback is not None and fallback.path == "/api/v1/orders/a%2Fb"
     assert lsky.detail_request(source("lsky"), "2024_002").path == "/api/v2/user/orders/2024_002"
     assert acedata.parse_detail(source("acedata"), b'{"id": "a", "state": "Paid"}').state == "Paid"
     order = lsky.parse_detail(source("lsky"), b'{"status": "success", "data": {"trade_no": "t", "status": "paid"}}')

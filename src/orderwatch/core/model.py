@@ -128,6 +128,7 @@ class Page:
     newest_first: bool | None = None  # the items are in non-increasing creation time (None: cannot tell)
     newest: str | None = None  # the first and last items' creation times (joining pages up)
     oldest: str | None = None
+    ends: tuple[str, str] | None = None  # the first and last items' keys (a page repeated at another position)
 
     @property
     def size(self) -> int:
@@ -156,6 +157,7 @@ class Observation:
     gone: frozenset[str] = frozenset()  # orders proven absent one by one (a checked detail endpoint's 404, …)
     counts_ok: bool | None = None  # the API's counts held up against what the sweep saw (None: it gave none)
     sorted_ok: bool | None = None  # the list came newest first as asked (None: cannot tell)
+    end_reached: bool = False  # the sweep ended at an empty page (the list has nothing past what it saw)
 
     @property
     def proves_absence(self) -> bool:

@@ -79,17 +79,7 @@ def scalar_text(value: Any) -> str | None:
     return None
 
 
-def iso_time(value: Any) -> str | None:
-    """An ISO 8601 time as the one text form that sorts like the time (``2024-06-15T10:00:00.123456Z``, UTC);
-    None when ``value`` is not one. The API's own text is kept when it is already in that form (the usual case)."""
-    if type(value) is not str:
-        return None
-    if len(value) == 27 and value[10] == "T" and value[19] == "." and value[26] == "Z":
-        return value
-    try:
-        return clock.text(clock.parse(value))
-    except ValueError:
-        return None
+iso_time = clock.iso
 
 
 def time_order(items: Sequence[Any], field: str) -> tuple[bool | None, str | None, str | None]:
@@ -107,6 +97,15 @@ def time_order(items: Sequence[Any], field: str) -> tuple[bool | None, str | Non
             ordered = False
         last = when
     return (ordered if first is not None else None), first, last
+
+
+def ends(items: Sequence[Any], key_field: str) -> tuple[str, str] | None:
+    """The keys of a page's first and last items, as text (to tell a page repeated at another position)."""
+    if not items:
+        return None
+    first, last = items[0], items[-1]
+    keys = [scalar_text(i.get(key_field)) if isinstance(i, Mapping) else None for i in (first, last)]
+    return (keys[0] or "", keys[1] or "")
 
 
 def build_order(

@@ -101,6 +101,7 @@ def _page(src: Source, doc: object, skip: Skip | None) -> Page:
         raise MalformedResponse(src.name, f"'items' is a {type(items).__name__}, expected a list")
     orders, skipped = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD, skip, CREATED_FIELD)
     newest_first, newest, oldest = _parse.time_order(items, CREATED_FIELD)
+    ends = _parse.ends(items, KEY_FIELD)
     return Page(
         orders=orders,
         total=_parse.int_or_none(doc.get("count")),
@@ -108,6 +109,7 @@ def _page(src: Source, doc: object, skip: Skip | None) -> Page:
         newest_first=newest_first,
         newest=newest,
         oldest=oldest,
+        ends=ends,
     )
 
 
@@ -172,6 +174,14 @@ def usable_partition(params: Sequence[tuple[str, str]]) -> bool:
     return not any(k in _RANGE for k, _ in params)
 
 
+def above(created: str) -> Part | None:
+    """Orders created after ``created`` (from one microsecond on)."""
+    try:
+        return Part(clock.text(clock.parse(created) + _TICK), None)
+    except ValueError:
+        return None
+
+
 PARTITION: Final = Partition(
     by="created",
     fanout=2,
@@ -179,6 +189,7 @@ PARTITION: Final = Partition(
     split=split,
     admits=lambda part, value: part.contains(value),
     usable=usable_partition,
+    above=above,
 )
 
 ADAPTER: Final = Adapter(

@@ -121,6 +121,7 @@ def _page(src: Source, doc: object, skip: Skip | None) -> Page:
         has_next = bool(data.get("next_page_url"))
     orders, skipped = _parse.build_orders(src, items, KEY_FIELD, STATE_FIELD, skip, CREATED_FIELD)
     newest_first, newest, oldest = _parse.time_order(items, CREATED_FIELD)
+    ends = _parse.ends(items, KEY_FIELD)
     return Page(
         orders=orders,
         total=_parse.int_or_none(meta.get("total")),
@@ -132,6 +133,7 @@ def _page(src: Source, doc: object, skip: Skip | None) -> Page:
         newest_first=newest_first,
         newest=newest,
         oldest=oldest,
+        ends=ends,
     )
 
 
@@ -212,6 +214,7 @@ PARTITION: Final = Partition(
     split=split,
     admits=lambda part, key: part.lo is None or (key is not None and part.lo in key),
     usable=lambda params: not any(k == "q" and any(not t.count(":") for t in v.split()) for k, v in params),
+    above=lambda created: None,  # a search word is a prefix, never "after"
 )
 
 ADAPTER: Final = Adapter(

@@ -69,6 +69,7 @@ class Partition:
     split: Callable[[Part, Sequence[str]], list[Part]]
     admits: Callable[[Part, str | None], bool]
     usable: Callable[[Sequence[tuple[str, str]]], bool]
+    above: Callable[[str], Part | None]  # the part newer than a creation time (None: the filter cannot say)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,20 +14,22 @@ lock, so worker threads may share it. The modules beside this one each own one c
 ``events``       the event log and its queries
 ``outbox``       notifications: queue, lease, mark, list
 ``bookkeeping``  each source's poll bookkeeping
+``census``       the snapshot counted by raw state and part (what incremental polls check the server against)
+``capabilities`` what each server has proven it does
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from orderwatch.core.fingerprints import FingerprintIndex
 from orderwatch.core.model import Change, Event, Known, Order
 from orderwatch.errors import StoreError
-from orderwatch.store import bookkeeping, events, migrations, outbox, snapshot, sweep
+from orderwatch.store import bookkeeping, capabilities, census, events, migrations, outbox, snapshot, sweep
 from orderwatch.store.db import Database
 from orderwatch.store.kept import KeptIndex, Prints
 from orderwatch.store.record import Poll, record
@@ -209,16 +211,87 @@ class Store:
         requests: int = 0,
         duration: float | None = None,
         error: str | None = None,
+        full_due: str | None = None,
     ) -> list[Event]:
-        """Write ``change`` — snapshot rows, events and their outbox rows — in one transaction.
+        """Write ``change`` — snapshot rows, events and their outbox rows — in one transaction, and the source's
+        bookkeeping (``full_due``: what the poll could not settle, so the next poll sweeps in full).
 
         Returns the events with their ids (and, for ``vanished``, the order as last stored).
         """
-        poll = Poll(now=now, full=full, requests=requests, duration=duration, error=error)
+        poll = Poll(now=now, full=full, requests=requests, duration=duration, error=error, full_due=full_due)
         with self._writing(source) as (conn, written):
             done = record(conn, source, change, deliveries, poll)
             written.append(self._kept.follows(source, done.written.prints, done.written.added, removed=done.removed))
         return done.events
+
+    # ---- what incremental polls check the server against
+
+    def state_counts(self, source: str, *, created_since: str | None = None) -> dict[str, int]:
+        """Stored orders of ``source`` by raw state (created at or after ``created_since``)."""
+        with self._db.guard() as conn:
+            return census.state_counts(conn, source, created_since)
+
+    def any_keys(self, source: str, *, exclude: Sequence[str] = (), limit: int = 1) -> list[str]:
+        """Up to ``limit`` stored keys of ``source`` not in ``exclude``."""
+        with self._db.guard() as conn:
+            found: list[str] = []
+            skip = set(exclude)
+            for (key,) in conn.execute("SELECT key FROM order_keys WHERE source = ?", (source,)):
+                if key not in skip:
+                    found.append(key)
+                    if len(found) >= limit:
+                        break
+            return found
+
+    def newest_created(self, source: str) -> str | None:
+        """The latest creation time of the stored orders of ``source``."""
+        with self._db.guard() as conn:
+            return census.newest(conn, source)
+
+    def count_orders(
+        self,
+        source: str,
+        *,
+        state: str | None = None,
+        by: census.By = "created",
+        lo: str | None = None,
+        hi: str | None = None,
+        key_holds: str | None = None,
+    ) -> int:
+        """Stored orders of ``source`` in raw ``state`` in a part (see ``census.count``)."""
+        with self._db.guard() as conn:
+            return census.count(conn, source, state=state, by=by, lo=lo, hi=hi, key_holds=key_holds)
+
+    def order_rows(
+        self,
+        source: str,
+        *,
+        states: Sequence[str] | None = None,
+        keys: Sequence[str] = (),
+        by: census.By = "created",
+        lo: str | None = None,
+        hi: str | None = None,
+    ) -> list[tuple[str, str, str | None]]:
+        """(key, raw state, creation time) of stored orders (see ``census.rows``)."""
+        with self._db.guard() as conn:
+            return census.rows(conn, source, states=states, keys=keys, by=by, lo=lo, hi=hi)
+
+    def partition_values(
+        self, source: str, *, state: str | None, by: census.By, lo: str | None, hi: str | None
+    ) -> list[str]:
+        """Sorted partition values of a part, enough to cut it (see ``census.values``)."""
+        with self._db.guard() as conn:
+            return census.values(conn, source, state=state, by=by, lo=lo, hi=hi)
+
+    def capabilities(self, source: str) -> dict[str, tuple[bool, str]]:
+        """What the server of ``source`` has proven: name -> (proven, when learned)."""
+        with self._db.guard() as conn:
+            return capabilities.get(conn, source)
+
+    def learn(self, source: str, found: Mapping[str, tuple[bool, str]], *, now: str) -> None:
+        """Remember what the server of ``source`` proved (name -> (proven, note))."""
+        with self._db.transaction() as conn:
+            capabilities.learn(conn, source, found, now)
 
     # ---- sources' bookkeeping
 

@@ -35,7 +35,11 @@ class Database:
                 if not path.exists():
                     raise StoreError(f"no database at {path} yet: run `orderwatch poll` or `orderwatch run` first")
                 conn = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout, check_same_thread=False
+                    f"{path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=timeout,
+                    check_same_thread=False,
+                    isolation_level=None,
                 )
             else:
                 if str(path) != ":memory:" and not path.exists():

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from orderwatch import clock
 from orderwatch.core.fingerprints import fingerprint, tag_of
 from orderwatch.core.model import content_hash
 from orderwatch.errors import SchemaTooNew, StoreError
@@ -185,6 +186,39 @@ def _m0006(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0007(conn: sqlite3.Connection) -> None:
+    # Incremental polls count the snapshot by raw state and creation time (the server's counts are checked against
+    # them), and remember what each server has proven and what a poll could not settle. Creation times are kept
+    # in the one sortable text form (clock.iso); existing rows take theirs from the stored JSON (both built-in
+    # formats write ``created_at``). One index serves the counts and still covers the fingerprint index's read.
+    conn.execute("ALTER TABLE orders ADD COLUMN created TEXT")
+    after = 0
+    while True:
+        rows = conn.execute(
+            "SELECT id, json_extract(raw, '$.created_at') FROM orders WHERE id > ? ORDER BY id LIMIT 5000", (after,)
+        ).fetchall()
+        if not rows:
+            break
+        conn.executemany("UPDATE orders SET created = ? WHERE id = ?", [(clock.iso(c), i) for i, c in rows])
+        after = rows[-1][0]
+    _script(
+        conn,
+        """
+        DROP INDEX orders_by_state;
+        CREATE INDEX orders_by_raw_state ON orders (source, raw_state, created, id, tag, fp);
+        ALTER TABLE sources ADD COLUMN full_due TEXT;
+        CREATE TABLE capabilities (
+            source TEXT NOT NULL,
+            name TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            note TEXT NOT NULL,
+            learned_at TEXT NOT NULL,
+            PRIMARY KEY (source, name)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
 Step = Callable[[sqlite3.Connection], None]
 STEPS: tuple[tuple[str, Step], ...] = (
     ("0001_initial", _m0001),
@@ -193,6 +227,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("0004_fast_sweeps", _m0004),
     ("0005_fingerprints", _m0005),
     ("0006_rowid_orders", _m0006),
+    ("0007_counts_and_capabilities", _m0007),
 )
 _SET = "orderwatch"
 

@@ -27,6 +27,7 @@ class Poll:
     requests: int = 0
     duration: float | None = None
     error: str | None = None
+    full_due: str | None = None  # what the poll could not settle (the next one sweeps in full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +92,8 @@ def record(
             order_json = ev.order_json.decode() if ev.order_json is not None else last.get(ev.order_id, "{}")
             recorded[i] = replace(ev, id=events.insert(conn, ev, order_json), order_json=order_json.encode())
     for d in deliveries:
-        for i in d.event_indexes:
-            change.events[i]
+        if any(not 0 <= i < len(change.events) for i in d.event_indexes):
+            raise IndexError(f"a delivery names an event the change does not hold: {d.event_indexes}")  # a bug
         ids = [recorded[i].id or 0 for i in d.event_indexes if i in recorded]
         if ids:
             outbox.enqueue_events(conn, d.channel, d.rule, d.digest, ids, now)
@@ -108,6 +109,7 @@ def record(
             "baseline": change.baseline,
             "full": clean,
             "tried": clean and not change.baseline,
+            "full_due": poll.full_due,
         },
     )
     if poll.error is None:

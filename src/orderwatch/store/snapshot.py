@@ -55,15 +55,24 @@ def in_states(conn: sqlite3.Connection, source: str, states: Sequence[str]) -> d
 
 
 def stored_states(conn: sqlite3.Connection, source: str) -> list[str]:
-    """The distinct canonical states of the stored orders of ``source`` (one index probe per state)."""
+    """The distinct canonical states of the stored orders of ``source`` (a raw state maps to one canonical state
+    at a time, so the distinct raw states, one index probe each, name them all)."""
     found: list[str] = []
+    raw = ""
     while True:
         row = conn.execute(
-            "SELECT min(state) FROM orders WHERE source = ? AND state > ?", (source, found[-1] if found else "")
+            "SELECT raw_state, state FROM orders WHERE source = ? AND raw_state > ? ORDER BY raw_state LIMIT 1",
+            (source, raw),
         ).fetchone()
-        if row[0] is None:
-            return found
-        found.append(row[0])
+        if row is None:
+            return sorted(set(found))
+        raw = row[0]
+        found += [
+            s
+            for (s,) in conn.execute(
+                "SELECT DISTINCT state FROM orders WHERE source = ? AND raw_state = ?", (source, raw)
+            )
+        ]
 
 
 def created_at(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, str]:
@@ -154,21 +163,19 @@ def write(
         if row is not None:
             if guarded and row.state != o.state:
                 continue
-            updates.append((o.raw_state, o.state, o.digest, fp, now, o.raw_json.decode(), row.id))
+            updates.append((o.raw_state, o.state, o.digest, fp, o.created, now, o.raw_json.decode(), row.id))
         elif guarded:
             continue
         else:
+            raw = o.raw_json.decode()
             inserts.append(
-                (new_id, source, key, o.raw_state, o.state, o.digest, tag_of(key), fp, now, now, o.raw_json.decode())
+                (new_id, source, key, o.raw_state, o.state, o.digest, tag_of(key), fp, o.created, now, now, raw)
             )
             new_id += 1
             done.added.append(key)
         done.prints.append((tag_of(key), fp))
     if updates:
-        conn.executemany(
-            "UPDATE orders SET raw_state = ?, state = ?, hash = ?, fp = ?, changed_at = ?, raw = ? WHERE id = ?",
-            updates,
-        )
+        conn.executemany(UPDATE, updates)
     if inserts:
         append(conn, inserts)
         conn.executemany(
@@ -177,11 +184,18 @@ def write(
     return done
 
 
+UPDATE = (
+    "UPDATE orders SET raw_state = ?, state = ?, hash = ?, fp = ?, created = coalesce(?, created), changed_at = ?,"
+    " raw = ? WHERE id = ?"
+)  # parameters: raw_state, state, hash, fp, created, changed_at, raw, id
+
+
 def append(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
-    """Append rows (id, source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw) to ``orders``."""
+    """Append rows (id, source, key, raw_state, state, hash, tag, fp, created, first_seen, changed_at, raw) to
+    ``orders``."""
     conn.executemany(
-        "INSERT INTO orders (id, source, key, raw_state, state, hash, tag, fp, first_seen, changed_at, raw)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO orders (id, source, key, raw_state, state, hash, tag, fp, created, first_seen, changed_at, raw)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 

@@ -129,7 +129,7 @@ class BulkRows:
             if row is not None:
                 if guarded and row.state != o.state:
                     continue
-                updates.append((o.raw_state, o.state, o.digest, fp, now, o.raw_json.decode(), row.id))
+                updates.append((o.raw_state, o.state, o.digest, fp, o.created, now, o.raw_json.decode(), row.id))
             elif guarded:
                 continue
             else:
@@ -143,6 +143,7 @@ class BulkRows:
                         o.digest,
                         tag,
                         fp,
+                        o.created,
                         now,
                         now,
                         o.raw_json.decode(),
@@ -152,10 +153,7 @@ class BulkRows:
                 new_id += 1
             done.prints.append((tag, fp))
         if updates:
-            conn.executemany(
-                "UPDATE orders SET raw_state = ?, state = ?, hash = ?, fp = ?, changed_at = ?, raw = ? WHERE id = ?",
-                updates,
-            )
+            conn.executemany(snapshot.UPDATE, updates)
         if inserts:
             snapshot.append(conn, inserts)
             for key, tag, row_id in added:

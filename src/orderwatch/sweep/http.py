@@ -172,6 +172,7 @@ def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
 async def send(client: httpx.AsyncClient, src: Source, req: Request, tally: Tally) -> bytes:
     """One GET (following same-origin redirects) within ``src.timeout`` in all; the body of a 2xx answer, capped at
     ``max_response_bytes``. Raises ``SourceError`` for anything else."""
+    check_transport(src)
     headers = dict(req.headers)
     if src.token is not None:
         headers["Authorization"] = f"Bearer {src.token.reveal()}"

@@ -71,6 +71,7 @@ def knowledge(store: Store, src: Source, caps: Mapping[plan.Capability, bool | N
         stored_counts=counts,
         open_rows=open_rows,
         recent=store.state_counts(src.name, created_since=floor) if floor is not None else {},
+        newest=store.newest_created(src.name),
         partition=partition,
         caps=caps,
         full_pages=math.ceil(sum(counts.values()) / src.page_size) + 1,

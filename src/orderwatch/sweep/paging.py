@@ -125,22 +125,29 @@ class _Sweep:
         self.reasons.append(reason)
         self.complete = False
 
-    def observation(self, tally: Tally) -> Observation:
+    def observation(self, tally: Tally, *, trust_counts: bool) -> Observation:
         consistent = self.complete and not self.reasons
         sane = [t for t in self.totals if t >= 0]
         if self.complete and sane and self.bad_count is None and self.distinct > sane[-1]:
             self.bad_count = f"the API counts {sane[-1]} but the sweep saw {self.distinct} distinct orders"
         counts_ok = None if not self.totals else self.bad_count is None
-        if self.complete and counts_ok:
+        if self.complete and counts_ok and trust_counts:
             if min(self.totals) != max(self.totals):
                 self.reasons.append(f"the total moved during the sweep ({min(self.totals)} … {max(self.totals)})")
                 consistent = False
             elif self.distinct < self.totals[-1]:
-                self.reasons.append(f"saw {self.distinct} distinct orders but the API counts {self.totals[-1]}")
+                # the list ended (an empty page) short of a count that held still: the count is no evidence, or
+                # rows were skipped; this sweep proves nothing, and the next ones no longer rely on the count
+                self.reasons.append(
+                    f"the list ended after {self.distinct} distinct orders but the API counts {self.totals[-1]}"
+                )
                 consistent = False
+                counts_ok = not self.end_reached
         elif self.complete and not self.end_reached:
             self.reasons.append("the sweep did not reach an empty page (no usable count to prove the end)")
             consistent = False
+        if self.totals and not trust_counts:
+            self.reasons.append("counts are no evidence (learned earlier): absence rests on the empty page")
         if self.bad_count is not None:
             self.reasons.append(f"counts are no evidence: {self.bad_count}")
         return Observation(
@@ -154,6 +161,7 @@ class _Sweep:
             bytes=tally.bytes,
             distinct=self.distinct,
             counts_ok=counts_ok,
+            end_reached=self.end_reached,
             sorted_ok=None if self.oldest is None else self.unsorted is None,
         )
 
@@ -165,11 +173,13 @@ async def stream(
     *,
     concurrency: int = PAGE_CONCURRENCY,
     tally: Tally | None = None,
+    trust_counts: bool = True,
 ) -> Observation:
     """Page through the whole list of ``src``, newest first, handing each page to ``sink`` in list order, so memory
     does not grow with the size of the list. Orders the sink's ``skip`` takes as unchanged are left out of the pages
     as they are parsed. The returned observation says how the sweep went; its ``orders`` are empty (the sink has
-    them). Raises ``SourceError`` if not even the first page could be had.
+    them). ``trust_counts=False``: the API's counts were found to be no evidence; the end is proven by an empty page
+    alone. Raises ``SourceError`` if not even the first page could be had.
     """
     check_transport(src)
     adapter = adapter_for(src)
@@ -187,11 +197,12 @@ async def stream(
 
     async def done() -> Observation:
         acc.distinct = await sink.distinct()
-        return acc.observation(tally)
+        return acc.observation(tally, trust_counts=trust_counts)
 
     cursor = adapter.first_cursor()
     first = await get(cursor)
     nxt, last = await take(cursor, first)
+    previous = first
     planned = adapter.plan(first, cursor, max(0, src.max_pages - 1)) if concurrency > 1 and not last else []
     if nxt is not None and planned and planned[0] == nxt:
         async with _Window(get, planned, concurrency) as pages:
@@ -202,6 +213,7 @@ async def stream(
                     acc.fail(f"page at {planned_cursor} failed: {result.message}")
                     return await done()
                 nxt, last = await take(planned_cursor, result)
+                previous = result
                 if nxt is None:
                     break
     # sequential paging: after the first page, beyond the plan (the list grew meanwhile), and past the claimed end
@@ -214,16 +226,23 @@ async def stream(
         except SourceError as exc:
             acc.fail(f"page {acc.pages + 1} failed: {exc.message}")
             break
+        if page.size and page.ends is not None and page.ends == previous.ends and page.size == previous.size:
+            if not last:  # the same page again at another position: the server ignores the paging parameter
+                acc.fail(f"the server answered page {acc.pages + 1} with the orders of the page before it")
+            break  # past the claimed end, a repeat of the last page is no order the count missed
         if last and page.size:
             acc.overran(nxt, page)
         nxt, last = await take(nxt, page)
+        previous = page
     return await done()
 
 
-async def collect(client: httpx.AsyncClient, src: Source, *, tally: Tally | None = None) -> Observation:
+async def collect(
+    client: httpx.AsyncClient, src: Source, *, tally: Tally | None = None, trust_counts: bool = True
+) -> Observation:
     """Page through the whole list of ``src`` and keep every order seen (see ``stream``)."""
     sink = _Collect()
-    result = await stream(client, src, sink, tally=tally)
+    result = await stream(client, src, sink, tally=tally, trust_counts=trust_counts)
     return replace(result, orders=sink.seen)
 
 

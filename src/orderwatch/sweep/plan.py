@@ -137,6 +137,7 @@ class Knowledge:
     stored_counts: Mapping[str, int]  # raw state -> stored orders
     open_rows: Mapping[str, Row]  # the stored orders in open states
     recent: Mapping[str, int]  # settled raw state -> stored orders created since the oldest open one
+    newest: str | None  # the latest creation time stored
     partition: Partition | None  # how the list can be counted part by part (None: it cannot)
     caps: Mapping[Capability, bool | None]  # what the server has proven (True), disproven (False), or not yet
     full_pages: int  # what a full sweep of the stored orders costs in requests
@@ -446,6 +447,8 @@ def incremental(known: Knowledge) -> Plan:
 
     # 2. new orders (newest pages down to known ones) and every open order, state by state
     newest = yield from _newest(poll, head)
+    if v.full_now:
+        return v
     listings = yield from together([poll.listing(s, None) for s in k.open_states])
     for state, result in zip(k.open_states, listings, strict=True):
         assert isinstance(result, tuple)
@@ -557,7 +560,7 @@ def _newest(poll: _Poll, head: Page) -> Generator[list[Ask], list[Answer], str |
     while True:
         yield from poll.lookup(poll.see(page.orders))
         if poll.caps.get("sort") is not True:
-            return None  # without a proven order, new orders are found by the total's reconciliation
+            return (yield from _newer_than_stored(poll))
         if all(poll.stored.get(o.key) is not None for o in page.orders) or k.says_last(cursor, page):
             return None
         nxt = k.next_cursor(cursor, page)
@@ -574,6 +577,22 @@ def _newest(poll: _Poll, head: Page) -> Generator[list[Ask], list[Answer], str |
         if answer.newest_first is False:
             poll.learn("sort", False, "a page asked for newest first was not in that order")
         page, cursor, pages = answer, nxt, pages + 1
+
+
+def _newer_than_stored(poll: _Poll) -> Generator[list[Ask], list[Answer], str | None]:
+    """New orders from a server that does not sort as asked: the part of the list newer than every stored order,
+    when the partition can say so; else the verdict is a full sweep (counts alone can miss a new order whose
+    count a deletion cancels)."""
+    k, v = poll.k, poll.v
+    above = k.partition.above(k.newest) if k.partition is not None and k.newest is not None else None
+    if above is None:
+        v.full_now = "the server does not list newest first, and new orders can then be found only by a full sweep"
+        return None
+    orders, _, why = yield from poll.listing(None, above)
+    if why is not None:
+        return f"new orders: {why}"
+    yield from poll.lookup(poll.see(orders))
+    return None
 
 
 def _find_left(poll: _Poll, left: Sequence[str]) -> Generator[list[Ask], list[Answer], None]:

@@ -176,20 +176,24 @@ class Poller:
         client = self.clients.for_source(src)
         baselined = state is not None and state.baseline_at is not None
         because = self._full_because(src, state, full)
+        tally = Tally()  # one count for the poll, when an incremental poll turns into a full sweep too
         if because is None:
             caps = await anyio.to_thread.run_sync(local.capabilities, self.store, src)
             known = await anyio.to_thread.run_sync(local.knowledge, self.store, src, caps)
             because = plan.worth_trying(known)
             if because is None:
-                tally = Tally()
                 answer = local.answerer(self.store, src)
                 verdict = await Executor(client, src, answer, tally).run(plan.incremental(known))
-                await self._learn(src, {c: ok for c, (ok, _) in verdict.learned.items()}, verdict.learned)
+                await self._learn(src, verdict.learned, dry_run=dry_run)
                 if verdict.full_now is None:
                     return await self._settled(src, verdict, tally, baselined=baselined, now=now)
                 because = verdict.full_now
                 log.info("full sweep instead of an incremental poll", source=src.name, reason=because)
-        observation, change = await self._full(client, src, baselined=baselined, now=now, dry_run=dry_run)
+        caps = await anyio.to_thread.run_sync(local.capabilities, self.store, src)
+        trust = caps.get("counts") is not False
+        observation, change = await self._full(
+            client, src, tally, baselined=baselined, now=now, dry_run=dry_run, trust_counts=trust
+        )
         learned: dict[plan.Capability, tuple[bool, str]] = {}
         if observation.counts_ok is not None and observation.complete:
             learned["counts"] = (observation.counts_ok, observation.reason or "the counts matched the full sweep")
@@ -198,9 +202,10 @@ class Poller:
                 observation.sorted_ok,
                 "the full sweep's pages " + ("were" if observation.sorted_ok else "were not") + " newest first",
             )
-        await self._learn(src, {c: ok for c, (ok, _) in learned.items()}, learned)
+        await self._learn(src, learned, dry_run=dry_run)
         tries = state.baseline_tries if state is not None else 0
-        if not baselined and observation.complete and not change.baseline and tries + 1 >= BASELINE_TRIES:
+        ended = observation.end_reached or tries + 1 >= BASELINE_TRIES
+        if not baselined and observation.complete and not change.baseline and ended:
             change = replace(change, baseline=True)
             log.warning(
                 "baseline taken although the sweep's totals do not add up",
@@ -230,14 +235,11 @@ class Poller:
         previous = await anyio.to_thread.run_sync(lambda: self.store.known(src.name, keys))
         return observation, diff(previous, observation, baselined=baselined, now=now)
 
-    async def _learn(
-        self,
-        src: Source,
-        proven: Mapping[plan.Capability, bool],
-        notes: Mapping[plan.Capability, tuple[bool, str]],
-    ) -> None:
-        """Store what the server proved or disproved, logging each change once."""
-        if not proven:
+    async def _learn(self, src: Source, notes: Mapping[plan.Capability, tuple[bool, str]], *, dry_run: bool) -> None:
+        """Store what the server proved or disproved (``notes``: capability -> (proven, why)), logging each change
+        once (a dry run logs and stores nothing)."""
+        proven = {c: ok for c, (ok, _) in notes.items()}
+        if not proven or dry_run:
             return
         before = await anyio.to_thread.run_sync(self.store.capabilities, src.name)
         for cap, ok in proven.items():
@@ -331,29 +333,48 @@ class Poller:
         return result
 
     async def _full(
-        self, client: httpx.AsyncClient, src: Source, *, baselined: bool, now: str, dry_run: bool
+        self,
+        client: httpx.AsyncClient,
+        src: Source,
+        tally: Tally,
+        *,
+        baselined: bool,
+        now: str,
+        dry_run: bool,
+        trust_counts: bool,
     ) -> tuple[Observation, Change]:
         """A full sweep, diffed page by page against the store as it streams in."""
         sink = SnapshotSink(self.store, src.name, baselined=baselined, now=now, write=not dry_run)
         await anyio.to_thread.run_sync(sink.begin)
         try:
-            observation = await paging.stream(client, src, sink)
+            observation = await paging.stream(client, src, sink, tally=tally, trust_counts=trust_counts)
             self._warn_unknown_states(src, sink.seen_states)
             missing: dict[str, Known] = {}
             if observation.proves_absence:
                 missing = await anyio.to_thread.run_sync(sink.unseen)
-            if baselined and missing:
-                found = await self._confirm_absent(client, src, missing)
+                if baselined and missing:
+                    found = await self._confirm_absent(client, src, missing, tally)
+                    if found:
+                        await sink(tuple(found.values()))
+                        missing = {}
+                        observation = replace(
+                            observation,
+                            consistent=False,
+                            reason="the detail endpoint still has orders the sweep missed",
+                        )
+            elif baselined and observation.complete and observation.end_reached:
+                # the counts disagree with the sweep, which still reached the end: an order it missed is gone only
+                # once a proven detail endpoint says 404 for it
+                candidates = await anyio.to_thread.run_sync(sink.unseen)
+                missing, found = await self._prove_gone(client, src, candidates, tally)
                 if found:
                     await sink(tuple(found.values()))
-                    missing = {}
-                    observation = replace(
-                        observation, consistent=False, reason="the detail endpoint still has orders the sweep missed"
-                    )
         finally:
             await anyio.to_thread.run_sync(sink.end)
-        change = await anyio.to_thread.run_sync(lambda: sink.finish(missing, proves_absence=observation.proves_absence))
-        return observation, change
+        change = await anyio.to_thread.run_sync(
+            lambda: sink.finish(missing, proves_absence=observation.proves_absence or bool(missing))
+        )
+        return replace(observation, requests=tally.requests, bytes=tally.bytes), change
 
     async def _failed(
         self, src: Source, exc: SourceError, started: float, dry_run: bool, state: SourceState | None
@@ -377,7 +398,7 @@ class Poller:
         return PollResult(src.name, error=str(exc), outcome=outcome, duration=duration)
 
     async def _confirm_absent(
-        self, client: httpx.AsyncClient, src: Source, missing: Mapping[str, Known]
+        self, client: httpx.AsyncClient, src: Source, missing: Mapping[str, Known], tally: Tally
     ) -> dict[str, Order]:
         """Re-read orders a consistent sweep did not see; returns those the detail endpoint still has.
 
@@ -387,7 +408,7 @@ class Poller:
         if len(missing) > DETAIL_CHECK_MAX:
             return {}
         found: dict[str, Order] = {}
-        tally, deadline = Tally(), time.monotonic() + min(src.retry_budget, 30.0)
+        deadline = time.monotonic() + min(src.retry_budget, 30.0)
         for key in missing:
             try:
                 order = await fetch_detail(client, src, key, tally, deadline)
@@ -398,6 +419,37 @@ class Poller:
         if found:
             log.info("sweep skipped rows; no order reported vanished this poll", source=src.name, skipped=len(found))
         return found
+
+    async def _prove_gone(
+        self, client: httpx.AsyncClient, src: Source, candidates: Mapping[str, Known], tally: Tally
+    ) -> tuple[dict[str, Known], dict[str, Order]]:
+        """Orders a sweep that cannot prove absence did not see, one by one on the detail endpoint (proven first on
+        an order the sweep did see): (those it answers 404 for, those it still has). Nothing when there are more
+        than ``DETAIL_CHECK_MAX`` or the endpoint cannot be trusted."""
+        if not candidates or len(candidates) > DETAIL_CHECK_MAX:
+            return {}, {}
+        deadline = time.monotonic() + min(src.retry_budget, 30.0)
+        present = await anyio.to_thread.run_sync(lambda: self.store.any_keys(src.name, exclude=list(candidates)))
+        try:
+            probe = await fetch_detail(client, src, present[0], tally, deadline) if present else None
+        except SourceError:
+            return {}, {}
+        if probe is None or probe.key != present[0]:
+            return {}, {}
+        gone: dict[str, Known] = {}
+        found: dict[str, Order] = {}
+        for key, known in candidates.items():
+            try:
+                order = await fetch_detail(client, src, key, tally, deadline)
+            except SourceError:
+                continue
+            if order is None:
+                gone[key] = known
+            elif order.key == key:
+                found[key] = order
+        if gone:
+            log.info("orders confirmed gone one by one (404 from the detail endpoint)", source=src.name, gone=len(gone))
+        return gone, found
 
     def _warn_unknown_states(self, src: Source, states: Iterable[tuple[str, str]]) -> None:
         """Log each (raw, canonical) state that is not canonical, once per source and for at most

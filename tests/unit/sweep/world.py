@@ -101,6 +101,7 @@ class World:
             stored_counts=counts,
             open_rows={k: r for k, r in self.stored.items() if r.raw_state in self.open_states},
             recent=self.recent(),
+            newest=max((r.created for r in self.stored.values() if r.created), default=None),
             partition=self.partition,
             caps=dict(self.caps),  # type: ignore[arg-type]
             full_pages=math.ceil(len(self.stored) / self.page_size) + 1,
