@@ -280,12 +280,12 @@ class FailingOpenLists(httpx.AsyncHTTPTransport):
 async def test_what_a_poll_could_not_settle_is_settled_first_by_the_next_process(tmp_path: Path) -> None:
     """A poll that fails part-way says why in one line and stores it with the source; a new process (a new store
     and poller on the same database) then sweeps in full first and reports what changed, once."""
-    sim = account("ace", 400, seed=8, page=20)
+    sim = account("ace", 1500, seed=8, page=25)
     for key in add(sim, "ace", 30):  # enough open orders for a second page of Pending
         sim.set_state("ace", key, "Pending")
     transport = FailingOpenLists()
     with SimServer(sim) as server:
-        src = make_source("ace", "acedata", server.url, token=ACE_TOKEN, page_size=20, retry_budget=0.0)
+        src = make_source("ace", "acedata", server.url, token=ACE_TOKEN, page_size=25, retry_budget=0.0)
         db = tmp_path / "ow.db"
         async with clients(transport) as pool:
             first = Store.open(db)

@@ -41,6 +41,7 @@ from orderwatch.sources import Part, Partition
 DETAIL_MAX: Final = 20  # orders read from the detail endpoint one by one before a list is cheaper
 LEAF_PAGES: Final = 2  # a part whose orders fit in this many pages is listed rather than cut further
 LEAF_CUT: Final = 0.5  # …or cost less than this share of counting each of its children
+TRY_SHARE: Final = 0.5  # an incremental poll is tried when its first steps cost at most this share of a sweep
 CHASE_PAGES: Final = 8  # a part listed in one state is listed in every state, to place its missing orders, up to this
 SEARCH_WORD_EXACT: Final = 10  # a search word this long is taken as matching its prefix only (a mid-word match of
 # ten digits of a time is one chance in many millions per order)
@@ -425,8 +426,10 @@ def worth_trying(known: Knowledge) -> str | None:
         return "the server's counts are no evidence (learned earlier)"
     first = 1 + len(known.open_states) + len(known.settled_states)
     open_pages = sum(math.ceil(known.stored_counts.get(s, 0) / known.page_size) for s in known.open_states)
-    if first + open_pages >= known.full_pages:
-        return f"a full sweep (~{known.full_pages} requests) costs no more than an incremental poll"
+    # what the plan spends before it knows whether it can finish cheaply must be small beside a sweep: when it
+    # turns into a full sweep anyway, those requests come on top
+    if first + open_pages > known.full_pages * TRY_SHARE:
+        return f"a full sweep (~{known.full_pages} requests) costs too little for an incremental poll to pay"
     return None
 
 
@@ -693,7 +696,7 @@ def _reconcile(poll: _Poll, counts: Mapping[str, int], total: int) -> Generator[
             return
         # the settled state with the fewest orders is the cheapest to locate in; the total (deletions, back-dated
         # new orders) last
-        dim = min(todo, key=lambda d: (d is None, server[d]))
+        dim = min(todo, key=lambda d: (d is None, -abs(deltas[d]), server[d]))
         stored = k.stored_total if dim is None else k.stored_counts.get(dim, 0)
         for thorough in (False, True):
             yield from _locate(poll, dim, server[dim], thorough=thorough)
@@ -782,6 +785,7 @@ class _Cut:
     count: int
     unexplained: int
     left: list[Part]
+    exact: bool  # its children's counts add up to its own (no search may count an order twice)
     counted: int = 0
 
 
@@ -792,14 +796,16 @@ def _cut(
     a time; when the partition's counts are exact, the last child's count is the parent's rest — and return those
     whose counts differ from the snapshot's, with their counts and differences (``thorough``: count them all)."""
     k, v = poll.k, poll.v
-    exact = k.partition is not None and k.partition.exact
     children = [child for *_, kids in cuts for child in kids]
     stored = yield [LocalCount(state, child, poll.substring(child)) for child in children]
     expected: dict[Part, int] = {}
     for child, n in zip(children, stored, strict=True):
         assert isinstance(n, int)
         expected[child] = poll.expected(state, child, n)
-    nodes = [_Cut(n, diff, sorted(kids, key=lambda c: -expected[c])) for _, n, diff, kids in cuts]
+    nodes = [
+        _Cut(n, diff, sorted(kids, key=lambda c: -expected[c]), not any(poll.substring(c) for c in kids))
+        for _, n, diff, kids in cuts
+    ]
     differing: list[tuple[Part, int, int]] = []
 
     def found(node: _Cut, child: Part, n: int) -> None:
@@ -814,10 +820,12 @@ def _cut(
         for node in nodes:
             if (node.unexplained == 0 and not thorough) or not node.left:
                 node.left = []
-            elif len(node.left) == 1 and exact:
+            elif len(node.left) == 1 and node.exact:
                 found(node, node.left[0], node.count - node.counted)
             else:
-                batch = len(node.left) if thorough else min(CUT_BATCH, max(1, len(node.left) - int(exact)))
+                # one difference left is most likely one order, in the largest child: ask one child at a time
+                size = 1 if abs(node.unexplained) == 1 else CUT_BATCH
+                batch = len(node.left) if thorough else min(size, max(1, len(node.left) - int(node.exact)))
                 wanted += [(node, child) for child in node.left[:batch]]
         if not wanted:
             return differing
@@ -836,7 +844,7 @@ def _cut(
                     return []
                 poll.counted[state, child] = n
             n = poll.counted[state, child]
-            if n > node.count or (exact and node.counted + n > node.count):
+            if n > node.count or (node.exact and node.counted + n > node.count):
                 poll.learn(
                     "partition", False, f"the parts of a part count {node.counted + n}, more than its {node.count}"
                 )
