@@ -10,7 +10,7 @@ net changes since the poll before, computed from the simulator's own state. The 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from orderwatch.sources import Source, make_source
 from orderwatch.store import Store
 from orderwatch.sweep import Poller, PollResult, clients
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, config_text, run_cli
+from tests.receivers import WebhookReceiver
+from tests.test_daemon import Daemon, daemon_config, stored_events
 
 KIND = {"ace": "acedata", "lsky": "lsky"}
 TOKEN = {"ace": ACE_TOKEN, "lsky": LSKY_TOKEN}
@@ -310,3 +312,67 @@ async def test_what_a_poll_could_not_settle_is_settled_first_by_the_next_process
     assert again.mode == "full" and again.ok, again.error
     assert seen(again.events) == {(key, "transition", "Finished", "Refunded")} - seen(broken.events)
     assert cleared is not None and cleared.full_due is None
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    """A json:// webhook receiver on loopback."""
+    with WebhookReceiver(path="/hooks/orderwatch") as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[[Path], Daemon]]:
+    """Starts daemons; any still running at the end of the test is killed."""
+    started: list[Daemon] = []
+
+    def launch(config: Path) -> Daemon:
+        started.append(Daemon(config))
+        return started[-1]
+
+    yield launch
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+        if daemon.proc.stderr is not None:
+            daemon.proc.stderr.close()
+
+
+def test_the_daemon_reports_every_change_at_its_next_poll(
+    tmp_path: Path, start: Callable[[Path], Daemon], hook: WebhookReceiver
+) -> None:
+    """The running daemon's first poll of each source after a round of changes records exactly the net changes
+    (Django- and Laravel-like servers); the polls after it record nothing more."""
+    sim = Simulator(
+        seed=6, ace_token=ACE_TOKEN, lsky_token=LSKY_TOKEN, max_page_size=25,
+        conventions=Conventions.django().merged(Conventions.laravel()),
+    )  # fmt: skip
+    rng = random.Random(4)
+    apis: tuple[Api, ...] = ("ace", "lsky")
+    for api in apis:
+        for i in range(1500):
+            add(sim, api, 1, rng.choice(OPEN[api] if i >= 1425 else SETTLED[api]))
+    with SimServer(sim) as server:
+        config = tmp_path / "orderwatch.toml"
+        text = daemon_config(server.url, tmp_path / "ow.db", hook, sources=("ace", "images"))
+        config.write_text(text.replace("page_size = 10", "page_size = 25"))
+        daemon = start(config)
+        for source in ("ace", "images"):
+            daemon.wait_log("polled", source=source, baseline=True)
+        before = {api: truth(sim, api) for api in apis}
+        mark = daemon.mark()
+        for api in apis:
+            churn(sim, api, rng)
+        after = {api: truth(sim, api) for api in apis}
+        expected = {
+            "ace": net("ace", before["ace"], after["ace"]),
+            "images": net("lsky", before["lsky"], after["lsky"]),
+        }
+        for source in ("ace", "images"):
+            first = daemon.wait_log("polled", after=mark, source=source)[0]
+            assert first["events"] == len(expected[source]), first
+            daemon.wait_log("polled", n=3, after=mark, source=source)  # two more polls: nothing more
+        assert daemon.stop() == 0
+    recorded = stored_events(tmp_path / "ow.db")
+    for source in ("ace", "images"):
+        assert seen([e for e in recorded if e.source == source]) == expected[source]
