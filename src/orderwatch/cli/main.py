@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from orderwatch import __version__
-from orderwatch.cli.output import FORMATS
+from orderwatch.cli.output import FORMATS, say
 from orderwatch.errors import ConfigError, OrderwatchError, StoreError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ EXIT_USAGE = 2
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     from orderwatch.service.log import scrub
 
-    click.echo(f"orderwatch: {scrub(message)}", err=True)
+    say(f"orderwatch: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -59,7 +59,7 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
     except ConfigError as exc:
         where = f"{exc.path}: " if exc.path else ""
         for problem in exc.problems:
-            click.echo(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
+            say(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
         sys.exit(EXIT_USAGE)
     log.register_secrets(cfg.secrets_of(conf))
     if logs:
@@ -76,7 +76,7 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
 
                 structlog.get_logger("orderwatch.config").warning(warning)
             else:
-                click.echo(f"orderwatch: warning: {warning}", err=True)
+                say(f"orderwatch: warning: {warning}", err=True)
     obj["config"] = conf
     return conf
 
@@ -221,9 +221,9 @@ def poll(
     print_events(events, _format(fmt), sys.stdout)
     for r in results:
         if r.error:
-            click.echo(f"orderwatch: {r.source}: {r.error}", err=True)
+            say(f"orderwatch: {r.source}: {r.error}", err=True)
         elif r.baseline:
-            click.echo(f"orderwatch: {r.source}: baseline of {r.orders} orders recorded (no events)", err=True)
+            say(f"orderwatch: {r.source}: baseline of {r.orders} orders recorded (no events)", err=True)
     if any(r.error for r in results) or delivery_failed:
         sys.exit(EXIT_FAILED)
 
@@ -333,18 +333,18 @@ def check(ctx: click.Context, connect: bool, notify: bool) -> None:
     from orderwatch.cli import commands as app
 
     conf = _load(ctx, deep=True)
-    click.echo(
+    say(
         f"config OK: {conf.path} — {len(conf.sources)} source(s), {len(conf.channels)} channel(s), "
         f"{len(conf.rules)} rule(s); database {_database(ctx, conf)}"
     )
     ok = True
     if connect:
         for line, good in _run(lambda: app.check_sources(conf)):
-            click.echo(line)
+            say(line)
             ok &= good
     if notify:
         for line, good in _run(lambda: app.check_channels(conf)):
-            click.echo(line)
+            say(line)
             ok &= good
     if not ok:
         sys.exit(EXIT_FAILED)
@@ -465,7 +465,7 @@ def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
         count = store.requeue(ids, now=clock.now_text())
     finally:
         store.close()
-    click.echo(f"re-queued {count} notification(s)")
+    say(f"re-queued {count} notification(s)")
     if ids and count < len(ids):
         _fail(f"{len(ids) - count} of the given ids are unknown or already sent")
 

@@ -6,6 +6,10 @@ template that fails at render time never raises: the default text is used and ``
 
 Templates get ``event`` (the contract's JSON form of the event, ``Event.as_dict()``) and ``order`` (the order as
 the API returned it).
+
+Nothing from an API reaches a notice raw: its strings are shown with ``printable`` (control, bidirectional and
+invisible characters as escapes), in the defaults and in what templates get; a rendered body keeps only its line
+breaks and tabs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from jinja2 import ChainableUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from orderwatch.core.model import Event
+from orderwatch.core.printable import printable, printable_block
 
 ARROW: Final = "→"
 ELLIPSIS: Final = "…"
@@ -77,7 +82,7 @@ def _text(value: Any) -> str | None:
         return "yes" if value else "no"
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    shown = _one_line(str(value), MAX_FIELD)
+    shown = printable(_one_line(str(value), MAX_FIELD))
     return shown or None
 
 
@@ -93,7 +98,7 @@ def _get(order: Mapping[str, Any], *path: str) -> str | None:
 
 def short_id(order_id: str) -> str:
     """An order id short enough for a title: a UUID's first 8 characters, long ids cut in the middle."""
-    order_id = _one_line(order_id, 200)
+    order_id = printable(_one_line(order_id, 200))
     if _UUID.match(order_id):
         return order_id[:8] + ELLIPSIS
     if len(order_id) > 24:
@@ -116,7 +121,7 @@ def _state(canonical: str | None, raw: str | None) -> str:
 def summary(event: Event) -> str:
     """The default title: one line naming the source, the order and the change."""
     oid = short_id(event.order_id)
-    source = _one_line(event.source, 40)
+    source = printable(_one_line(event.source, 40))
     if event.kind == "appeared":
         change = f"new order {oid} ({_text(event.to_state) or '?'})"
     elif event.kind == "vanished":
@@ -175,12 +180,23 @@ def _context(event: Event) -> dict[str, Any]:
         return dataclasses.replace(event, order_json=None).as_dict()
 
 
+def _shown(value: Any) -> Any:
+    """``value`` (JSON-like) with every string in it, keys too, shown with ``printable``."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {_shown(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(v) for v in value]
+    return value
+
+
 def _render_user(source: str, context: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """``(text, None)`` for a template that renders to something, else ``(None, short reason)``."""
     try:
         text = _compile(source).render(context)
     except Exception as err:  # any failure of a user template falls back to the default; never raise
-        return None, _one_line(f"{type(err).__name__}: {err}", 200)
+        return None, printable(_one_line(f"{type(err).__name__}: {err}", 200))
     if not text.strip():
         return None, "rendered empty"
     return text, None
@@ -191,14 +207,15 @@ def render_event(event: Event, *, title: str | None, body: str | None, details: 
     format's ``details`` lines)."""
     as_dict = _context(event)
     order = as_dict["order"]
-    context = {"event": as_dict, "order": order}
+    shown = _shown(as_dict)
+    context = {"event": shown, "order": shown["order"]}
     problems: list[str] = []
 
     title_text = summary(event)
     if title is not None:
         text, problem = _render_user(title, context)
         if text is not None:
-            title_text = _one_line(text, MAX_TITLE)
+            title_text = printable(_one_line(text, MAX_TITLE))
         else:
             problems.append(f"title template: {problem}")
 
@@ -209,7 +226,12 @@ def render_event(event: Event, *, title: str | None, body: str | None, details: 
             problems.append(f"body template: {problem}")
     if body_text is None:
         body_text = _default_body(event, order, details)
-    return Notice(title=title_text, body=body_text.strip(), fallback="; ".join(problems) or None)
+    return Notice(title=title_text, body=printable_block(body_text.strip()), fallback="; ".join(problems) or None)
+
+
+def stored_notice(title: str, body: str) -> Notice:
+    """A notice written ahead of time (a health alert), fit to send like a rendered one."""
+    return Notice(title=printable(_one_line(title, MAX_TITLE)), body=printable_block(body.strip()))
 
 
 def _transition_key(event: Event) -> str:

@@ -87,7 +87,7 @@ class Deliverer:
 
     def _notice(self, row: OutboxRow) -> render.Notice | None:
         if row.title is not None:
-            return render.Notice(row.title, row.body or "", None)
+            return render.stored_notice(row.title, row.body or "")
         events = self.store.events_by_id(row.event_ids)
         if not events:
             return None

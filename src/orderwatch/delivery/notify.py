@@ -60,9 +60,11 @@ class UrlResult:
 
 
 def _print_console(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
-    """apprise's ``console://`` plugin: title line, body, blank line, flushed."""
-    lines = [title] if title else []
-    sys.stdout.write("\n".join([*lines, body, "", ""]))
+    """apprise's ``console://`` plugin: title line, body, blank line, flushed; control characters shown as escapes."""
+    from orderwatch.core.printable import printable, printable_block
+
+    lines = [printable(title)] if title else []
+    sys.stdout.write("\n".join([*lines, printable_block(body), "", ""]))
     sys.stdout.flush()
     return True
 

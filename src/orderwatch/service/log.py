@@ -57,6 +57,26 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+def _shown(value: Any, *, block: bool = False) -> Any:
+    from orderwatch.core.printable import printable, printable_block
+
+    if isinstance(value, str):
+        return printable_block(value) if block else printable(value)
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(v) for v in value]
+    return value
+
+
+def printable_values(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor for console lines: control characters in any value shown as escapes (a traceback keeps
+    its line breaks). JSON lines need none: the encoder escapes them."""
+    for key, value in list(event.items()):
+        event[key] = _shown(value, block=key == "exception")
+    return event
+
+
 def _drop_none(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in [k for k, v in event.items() if v is None]:
         del event[key]
@@ -99,6 +119,7 @@ def setup(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info",
         tail = [
             structlog.processors.format_exc_info,
             redact,
+            printable_values,
             structlog.dev.ConsoleRenderer(colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback),
         ]
     formatter = structlog.stdlib.ProcessorFormatter(
