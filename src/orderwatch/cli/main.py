@@ -28,9 +28,7 @@ EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    from orderwatch.service.log import scrub
-
-    say(f"orderwatch: {scrub(message)}", err=True)
+    say(f"orderwatch: {message}", err=True)
     sys.exit(code)
 
 
@@ -42,6 +40,7 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
     logging set-up; their problems are one line on stderr.
     """
     from orderwatch import config as cfg
+    from orderwatch.config import secrets
     from orderwatch.service import log
 
     obj = ctx.find_root().obj or {}
@@ -59,9 +58,9 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
     except ConfigError as exc:
         where = f"{exc.path}: " if exc.path else ""
         for problem in exc.problems:
-            say(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
+            say(f"orderwatch: config error: {where}{problem}", err=True)
         sys.exit(EXIT_USAGE)
-    log.register_secrets(cfg.secrets_of(conf))
+    secrets.remember_config(conf)
     if logs:
         log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
     if conf.path is not None and cfg.readable_by_others(conf.path):

@@ -1,8 +1,9 @@
 """How the CLI prints events, orders and outbox rows: a rich table for people, JSON or NDJSON for programs.
 
-Everything shown comes from an API or the database, so none of it is trusted: table cells and plain lines go through
-``printable`` (control characters shown as escapes) and reach rich as ``Text``, never as markup; JSON is exact JSON
-with DEL, C1 and bidirectional characters escaped as well.
+Everything shown comes from an API or the database, so none of it is trusted: table cells, plain lines and JSON go
+through ``redact`` (no configured secret is ever printed, whatever quoted it) and ``printable`` (control characters
+shown as escapes), and reach rich as ``Text``, never as markup. JSON stays exact JSON, with DEL, C1 and bidirectional
+characters escaped as well.
 """
 
 from __future__ import annotations
@@ -33,12 +34,23 @@ def _dump(obj: Any) -> str:
         import json
 
         text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str)
-    return json_printable(text)
+    return json_printable(_redact(text))
+
+
+def _redact(text: str) -> str:
+    from orderwatch.config.secrets import redact  # here: commands that print nothing skip the config's import
+
+    return redact(text)
+
+
+def shown(text: str) -> str:
+    """``text`` fit for a terminal: configured secrets masked, control characters shown as escapes."""
+    return printable(_redact(text))
 
 
 def say(text: str, *, err: bool = False) -> None:
-    """One line for people on stdout (or stderr), control characters in it shown as escapes."""
-    click.echo(printable(text), err=err)
+    """One line for people on stdout (or stderr), secrets masked and control characters shown as escapes."""
+    click.echo(shown(text), err=err)
 
 
 def print_json_array(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
@@ -79,7 +91,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     from rich.text import Text
 
     table = Table(
-        title=Text(printable(title)) if title is not None else None,
+        title=Text(shown(title)) if title is not None else None,
         header_style="bold",
         show_edge=False,
         pad_edge=False,
@@ -87,7 +99,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(printable(cell)) for cell in row))
+        table.add_row(*(Text(shown(cell)) for cell in row))
     Console(file=out, soft_wrap=False, markup=False, emoji=False, highlight=False).print(table)
 
 

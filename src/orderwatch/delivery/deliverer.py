@@ -5,6 +5,9 @@ doubling up to ``delivery.retry_max``) until ``delivery.give_up_after`` has pass
 ``failed``. A permanent failure (a URL that cannot work) → ``failed`` at once with the reason. URLs of a channel that
 already got a message are remembered per row, so a retry never sends twice to the same URL. A duplicate is possible
 only if the process dies between a send and its mark.
+
+Configured secrets are masked (``config.secrets.redact``) in every notice before it is sent and in every reason
+before it is stored or logged.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import anyio.to_thread
 import structlog
 
 from orderwatch import clock
+from orderwatch.config.secrets import redact
 from orderwatch.core import render
 from orderwatch.core.backoff import RetryPolicy, backoff
 from orderwatch.core.model import Event
@@ -86,6 +90,12 @@ class Deliverer:
         return DeliveryReport(sent, retrying, failed)
 
     def _notice(self, row: OutboxRow) -> render.Notice | None:
+        notice = self._rendered(row)
+        if notice is None:
+            return None
+        return render.Notice(redact(notice.title), redact(notice.body), notice.fallback)
+
+    def _rendered(self, row: OutboxRow) -> render.Notice | None:
         if row.title is not None:
             return render.stored_notice(row.title, row.body or "")
         events = self.store.events_by_id(row.event_ids)
@@ -120,7 +130,7 @@ class Deliverer:
             await anyio.to_thread.run_sync(lambda: self.store.mark_sent(row.id, now=self.now()))
             log.info("delivered", outbox_id=row.id, channel=row.channel, events=len(row.event_ids))
             return "sent"
-        reason = "; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in failures)
+        reason = redact("; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in failures))
         if all(r.permanent for r in failures):
             return await self._give_up(row, f"permanent failure: {reason}", done)
         now = clock.parse(self.now())
@@ -137,6 +147,7 @@ class Deliverer:
         return "retrying"
 
     async def _give_up(self, row: OutboxRow, reason: str, done: Collection[int]) -> str:
+        reason = redact(reason)
         await anyio.to_thread.run_sync(lambda: self.store.mark_failed(row.id, error=reason, done_urls=sorted(done)))
         log.error("delivery failed for good", outbox_id=row.id, channel=row.channel, reason=reason)
         return "failed"
