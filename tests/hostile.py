@@ -17,6 +17,7 @@ import json
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -168,3 +169,74 @@ def run_on_terminal(*args: str, env: dict[str, str] | None = None, timeout: floa
         if slave >= 0:
             os.close(slave)
     return code, b"".join(chunks)
+
+
+class JsonDaemon:
+    """``python -m orderwatch --config PATH run`` in a subprocess whose JSON log lines (stderr) are collected."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        clean = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "ORDERWATCH_CONFIG"}
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orderwatch", "--config", str(config), "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.lines: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="daemon-stderr", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            try:
+                line = json.loads(text)
+            except ValueError:
+                line = None
+            with self._cond:
+                self.lines.append(line if isinstance(line, dict) else {"event": text, "raw": True})
+                self._cond.notify_all()
+
+    def logs(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """The lines logged so far with this ``event`` and ``fields``."""
+        with self._cond:
+            return [
+                line
+                for line in self.lines
+                if line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+            ]
+
+    def wait_log(self, event: str, n: int = 1, timeout: float = 30, **fields: Any) -> list[dict[str, Any]]:
+        """The matching lines once ``n`` are in; fails after ``timeout`` seconds or when the daemon exits."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: len(self.logs(event, **fields)) >= n or self.proc.poll() is not None, timeout=timeout
+            )
+            found = self.logs(event, **fields)
+            assert len(found) >= n, f"expected {n} {event!r} line(s) with {fields}:\n" + "\n".join(
+                json.dumps(line) for line in self.lines[-20:]
+            )
+            return found
+
+    def stop(self, timeout: float) -> int:
+        """SIGTERM, then the exit code within ``timeout`` seconds."""
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def close(self) -> None:
+        """Make sure the process is gone and its pipe closed (after a failed test too)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()

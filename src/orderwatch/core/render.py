@@ -1,8 +1,10 @@
 """Events → notification text. Pure: no I/O, no clock.
 
-User templates are Jinja2 in a ``SandboxedEnvironment`` (autoescape off). A missing field renders empty, and so does
-an attribute of a missing field (``ChainableUndefined``); unsafe attribute access is blocked by the sandbox. A
-template that fails at render time never raises: the default text is used and ``Notice.fallback`` says why.
+User templates are Jinja2 in orderwatch's sandbox (``core.sandbox``: Jinja2's immutable sandbox with a time and a
+size limit; autoescape off). A missing field renders empty, and so does an attribute of a missing field
+(``ChainableUndefined``); unsafe attribute access is blocked by the sandbox. A template that fails at render time, or
+runs past ``RENDER_SECONDS`` (title and body together) or builds more than ``MAX_TEXT`` characters, never raises: the
+default text is used and ``Notice.fallback`` says why.
 
 Templates get ``event`` (the contract's JSON form of the event, ``Event.as_dict()``) and ``order`` (the order as
 the API returned it).
@@ -23,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jinja2 import ChainableUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
+from orderwatch.core import sandbox
 from orderwatch.core.model import Event
 from orderwatch.core.printable import printable, printable_block
+from orderwatch.core.sandbox import MAX_TEXT, RENDER_SECONDS
 
 ARROW: Final = "→"
 ELLIPSIS: Final = "…"
@@ -45,7 +48,7 @@ class Notice:
     fallback: str | None = None
 
 
-_ENV: Final = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
+_ENV: Final = sandbox.LimitedEnvironment(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
 
 
 @functools.lru_cache(maxsize=256)
@@ -191,10 +194,10 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def _render_user(source: str, context: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """``(text, None)`` for a template that renders to something, else ``(None, short reason)``."""
+def _render_user(source: str, context: Mapping[str, Any], budget: sandbox.Budget) -> tuple[str | None, str | None]:
+    """``(text, None)`` for a template that renders to something within ``budget``, else ``(None, short reason)``."""
     try:
-        text = _compile(source).render(context)
+        text = sandbox.render(_compile(source), context, budget)
     except Exception as err:  # any failure of a user template falls back to the default; never raise
         return None, printable(_one_line(f"{type(err).__name__}: {err}", 200))
     if not text.strip():
@@ -202,9 +205,18 @@ def _render_user(source: str, context: Mapping[str, Any]) -> tuple[str | None, s
     return text, None
 
 
-def render_event(event: Event, *, title: str | None, body: str | None, details: Details = ()) -> Notice:
-    """The notice for one event: the user's templates when given and they render, else the defaults (with the
-    format's ``details`` lines)."""
+def render_event(
+    event: Event,
+    *,
+    title: str | None,
+    body: str | None,
+    details: Details = (),
+    seconds: float = RENDER_SECONDS,
+    max_text: int = MAX_TEXT,
+) -> Notice:
+    """The notice for one event: the user's templates when given and they render within ``seconds`` (both
+    together) and ``max_text`` characters, else the defaults (with the format's ``details`` lines)."""
+    budget = sandbox.Budget.start(seconds, max_text)
     as_dict = _context(event)
     order = as_dict["order"]
     shown = _shown(as_dict)
@@ -213,7 +225,7 @@ def render_event(event: Event, *, title: str | None, body: str | None, details: 
 
     title_text = summary(event)
     if title is not None:
-        text, problem = _render_user(title, context)
+        text, problem = _render_user(title, context, budget)
         if text is not None:
             title_text = printable(_one_line(text, MAX_TITLE))
         else:
@@ -221,7 +233,7 @@ def render_event(event: Event, *, title: str | None, body: str | None, details: 
 
     body_text: str | None = None
     if body is not None:
-        body_text, problem = _render_user(body, context)
+        body_text, problem = _render_user(body, context, budget)
         if problem is not None:
             problems.append(f"body template: {problem}")
     if body_text is None:
