@@ -240,3 +240,69 @@ class JsonDaemon:
         self._reader.join(timeout=5)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+
+
+class SlowWebhook:
+    """A webhook on 127.0.0.1 that reads each POST, records it, and answers 200 only after ``delay`` seconds (or
+    when the test ends). ``url_for_apprise`` sets apprise's own read timeout (``rto``) below that delay."""
+
+    def __init__(self, delay: float, path: str = "/hooks/slow") -> None:
+        self.delay = delay
+        self.path = path
+        self.posts: list[bytes] = []
+        self._cond = threading.Condition()
+        self._release = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with hook._cond:
+                    hook.posts.append(body)
+                    hook._cond.notify_all()
+                hook._release.wait(hook.delay)  # the slowness under test, not a wait of the test
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:  # the client gave up waiting
+                    pass
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: tests read ``posts``."""
+
+        return Handler
+
+    @property
+    def url_for_apprise(self) -> str:
+        """The ``json://`` URL of this webhook, with apprise's read timeout at 1 s."""
+        assert self._server is not None
+        return f"json://{HOST}:{self._server.server_address[1]}{self.path}?cto=2&rto=1"
+
+    def wait_for(self, n: int, timeout: float) -> list[bytes]:
+        """The POSTs once ``n`` arrived; TimeoutError after ``timeout`` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.posts) >= n, timeout=timeout):
+                raise TimeoutError(f"expected {n} POST(s) within {timeout} s, got {len(self.posts)}")
+            return list(self.posts)
+
+    def __enter__(self) -> Self:
+        server = ThreadingHTTPServer((HOST, 0), self._handler())
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="slow-webhook", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

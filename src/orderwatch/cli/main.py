@@ -85,11 +85,31 @@ def _database(ctx: click.Context, conf: Config) -> str:
     return str(override or conf.database)
 
 
+def _private_folders(database: str) -> None:
+    """Create the missing folders above ``database`` owner-only (0700) whatever the umask: they will hold it."""
+    from pathlib import Path
+
+    if database == ":memory:":
+        return
+    missing = [p for p in Path(database).absolute().parents if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+            folder.chmod(0o700)  # the umask may have taken bits away; it cannot add them back
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            _fail(f"cannot create the database's folder {folder}: {exc} (check the path and its permissions)")
+
+
 def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
     from orderwatch.store import Store
 
+    database = _database(ctx, conf)
+    if not readonly:
+        _private_folders(database)
     try:
-        return Store.open(_database(ctx, conf), readonly=readonly)
+        return Store.open(database, readonly=readonly)
     except StoreError as exc:
         _fail(str(exc))
 

@@ -3,8 +3,9 @@
 Sent → ``sent``. A temporary failure → retried with exponential backoff and jitter (``delivery.retry_initial``
 doubling up to ``delivery.retry_max``) until ``delivery.give_up_after`` has passed since the row was queued, then
 ``failed``. A permanent failure (a URL that cannot work) → ``failed`` at once with the reason. URLs of a channel that
-already got a message are remembered per row, so a retry never sends twice to the same URL. A duplicate is possible
-only if the process dies between a send and its mark.
+already got a message are remembered per row, so a retry never sends twice to the same URL; so are URLs that were
+maybe sent (no answer in time after the request went out: see ``notify``), which the log and the row's error say. A
+duplicate is possible only if the process dies between a send and its mark.
 
 Configured secrets are masked (``config.secrets.redact``) in every notice before it is sent and in every reason
 before it is stored or logged.
@@ -100,8 +101,10 @@ class Deliverer:
         *,
         sources: Mapping[str, Source] | None = None,
         now: Callable[[], str] = clock.now_text,
+        url_timeout: float = notify.DEFAULT_TIMEOUT,
     ) -> None:
         self.store = store
+        self.url_timeout = url_timeout
         self.channels = channels
         self.rules = {rule.name: rule for rule in rules}
         self.retry = retry or RetryPolicy()
@@ -162,14 +165,19 @@ class Deliverer:
         if notice is None:
             return await self._give_up(row, "its events are no longer in the database", row.done_urls)
         urls = [u.reveal() for u in channel.urls]
-        results = await notify.send(urls, notice, skip=row.done_urls)
-        done = set(row.done_urls) | {r.index for r in results if r.ok}
-        failures = [r for r in results if not r.ok]
+        results = await notify.send(urls, notice, skip=row.done_urls, url_timeout=self.url_timeout)
+        done = set(row.done_urls) | {r.index for r in results if r.ok or r.maybe}
+        failures = [r for r in results if not (r.ok or r.maybe)]
+        maybe = redact("; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in results if r.maybe))
+        if maybe:
+            log.warning("maybe delivered: no answer in time; not sent again", outbox_id=row.id, reason=maybe)
         if not failures:
             await anyio.to_thread.run_sync(lambda: self.store.mark_sent(row.id, now=self.now()))
-            log.info("delivered", outbox_id=row.id, channel=row.channel, events=len(row.event_ids))
+            log.info("delivered", outbox_id=row.id, channel=row.channel, events=len(row.event_ids), maybe=bool(maybe))
             return "sent"
         reason = redact("; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in failures))
+        if maybe:
+            reason += f"; maybe sent, not sent again: {maybe}"
         if all(r.permanent for r in failures):
             return await self._give_up(row, f"permanent failure: {reason}", done)
         now = clock.parse(self.now())
