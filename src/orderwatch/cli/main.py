@@ -98,8 +98,8 @@ def _private_folders(database: str) -> None:
             folder.chmod(0o700)  # the umask may have taken bits away; it cannot add them back
         except FileExistsError:
             continue
-        except OSError as exc:
-            _fail(f"cannot create the database's folder {folder}: {exc} (check the path and its permissions)")
+        except OSError:
+            return  # Store.open meets the same problem and reports it, naming the database
 
 
 def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
