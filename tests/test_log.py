@@ -112,7 +112,7 @@ def test_secrets_redacted_everywhere(tmp_path: Path) -> None:
     polled = next(e for e in _json_lines(_run_to_file(tmp_path, "json", journal=False)) if e["event"] == "polled")
     assert polled["url"] == "https://bot:***@smtp.example.com/path"
     assert polled["token"] == "***"
-    assert polled["header"].startswith("Authorization: ***")
+    assert polled["header"] == "Authorization: Bearer ***"
 
 
 def test_tracebacks_without_locals(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from orderwatch.core.render import Notice
 from orderwatch.delivery import notify
+from tests.hostile import SlowWebhook
 from tests.receivers import HOST, SmtpReceiver, WebhookReceiver
 
 NOTICE = Notice(title="[ace] order 3f2b8c1e… Pending → Expired", body="Source: ace\nState: Pending → Expired\n月卡")
@@ -132,17 +133,36 @@ async def test_wrong_smtp_password_fails_without_leaking(smtp: SmtpReceiver) -> 
 
 @pytest.mark.anyio
 async def test_silent_receiver_times_out() -> None:
-    """A receiver that accepts connections but never answers is a temporary failure after the time limit."""
+    """A receiver that accepts the connection but never answers is maybe sent after the time limit: not a failure
+    to retry, since it may have the message."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as silent:
         silent.bind((HOST, 0))
         silent.listen(4)  # never accept(): connections complete in the backlog, no answer ever comes
         port = silent.getsockname()[1]
         url = f"json://{HOST}:{port}/hooks/{HOOK_TOKEN}?cto=2&rto=3"
         [result] = await notify.send([url], NOTICE, url_timeout=0.5)
-    assert (result.ok, result.permanent) == (False, False)
+    assert (result.ok, result.permanent, result.maybe) == (False, False, True)
     assert result.reason is not None
-    assert "no answer" in result.reason
+    assert "no answer within 0.5 s after sending: it may have arrived" in result.reason
     assert_no_secret(result.reason)
+
+
+@pytest.mark.anyio
+async def test_a_webhook_slower_than_apprises_read_timeout_is_sent_once() -> None:
+    """A webhook answering after 2 s, its URL asking apprise for a 1 s read timeout: waited for, one POST, sent."""
+    with SlowWebhook(delay=2.0) as slow:
+        [result] = await notify.send([slow.url_for_apprise], NOTICE, url_timeout=5)
+        assert (result.ok, result.maybe) == (True, False)
+        assert len(slow.posts) == 1
+
+
+@pytest.mark.anyio
+async def test_a_webhook_slower_than_the_time_limit_is_maybe_sent() -> None:
+    """A webhook answering after 3 s with a 1 s limit: it got the POST, and the result says it may have it."""
+    with SlowWebhook(delay=3.0) as slow:
+        [result] = await notify.send([slow.url_for_apprise], NOTICE, url_timeout=1)
+        assert (result.ok, result.permanent, result.maybe) == (False, False, True)
+        assert len(slow.posts) == 1
 
 
 @pytest.mark.anyio

@@ -329,6 +329,27 @@ def test_cli_creates_a_private_database(config_file: Path) -> None:
     assert files and {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
 
 
+def test_folders_the_cli_creates_are_private_under_umask_000(tmp_path: Path, server: SimServer) -> None:
+    """`orderwatch poll` run under umask 000 creates the database's missing folders 0700 and the database 0600."""
+    cfg = tmp_path / "ow.toml"
+    cfg.write_text(config_text(server.url, tmp_path / "state" / "deep" / "ow.db", sources="ace"))
+    cfg.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orderwatch", "--config", str(cfg), "poll"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+        umask=0,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    state = tmp_path / "state"
+    assert {p.name: mode(p) for p in (state, state / "deep")} == {"state": 0o700, "deep": 0o700}
+    files = sorted((state / "deep").glob("ow.db*"))
+    assert files and {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
 WARNING = "readable by others"
 
 

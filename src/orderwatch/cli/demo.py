@@ -49,7 +49,7 @@ format = "console"
 
 def run_demo(*, n_orders: int, every: float, interval: float, database: str | None) -> int:
     """Run the demo until Ctrl-C; returns the exit code."""
-    from orderwatch.config import load_config
+    from orderwatch.config import load_config, secrets
     from orderwatch.service import log
     from orderwatch.service.daemon import run_daemon
     from orderwatch.simulator import SimServer, Simulator, run_clock
@@ -64,6 +64,7 @@ def run_demo(*, n_orders: int, every: float, interval: float, database: str | No
         path.write_text(DEMO_CONFIG.format(interval=interval, database=db.as_posix(), url=server.url))
         print(f"orderwatch demo: simulator at {server.url}; config {path}; Ctrl-C stops.", flush=True)
         conf = load_config(path)
+        secrets.remember_config(conf)
         log.setup(conf.log.format, conf.log.level)
         clock = run_clock(sim, every, stop)
         try:

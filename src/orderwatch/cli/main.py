@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from orderwatch import __version__
-from orderwatch.cli.output import FORMATS
+from orderwatch.cli.options import given, global_options
+from orderwatch.cli.output import FORMATS, say
 from orderwatch.errors import ConfigError, OrderwatchError, StoreError
 
 if TYPE_CHECKING:
@@ -28,9 +29,7 @@ EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    from orderwatch.service.log import scrub
-
-    click.echo(f"orderwatch: {scrub(message)}", err=True)
+    say(f"orderwatch: {message}", err=True)
     sys.exit(code)
 
 
@@ -42,11 +41,12 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
     logging set-up; their problems are one line on stderr.
     """
     from orderwatch import config as cfg
+    from orderwatch.config import secrets
     from orderwatch.service import log
 
-    obj = ctx.find_root().obj or {}
-    if obj.get("config") is not None:
-        loaded: Config = obj["config"]
+    meta = ctx.find_root().meta
+    if meta.get("orderwatch.config") is not None:
+        loaded: Config = meta["orderwatch.config"]
         return loaded
     template_check = url_check = None
     if deep:
@@ -55,15 +55,15 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
 
         template_check, url_check = render.check_template, notify.check_url
     try:
-        conf = cfg.load_config(obj.get("config_path"), check_template=template_check, check_url=url_check)
+        conf = cfg.load_config(given(ctx, "config"), check_template=template_check, check_url=url_check)
     except ConfigError as exc:
         where = f"{exc.path}: " if exc.path else ""
         for problem in exc.problems:
-            click.echo(f"orderwatch: config error: {where}{log.scrub(problem)}", err=True)
+            say(f"orderwatch: config error: {where}{problem}", err=True)
         sys.exit(EXIT_USAGE)
-    log.register_secrets(cfg.secrets_of(conf))
+    secrets.remember_config(conf)
     if logs:
-        log.setup(conf.log.format, obj.get("log_level") or conf.log.level)
+        log.setup(conf.log.format, given(ctx, "log_level") or conf.log.level)
     if conf.path is not None and cfg.readable_by_others(conf.path):
         inline = cfg.inline_secrets(conf.path)
         if inline:
@@ -76,21 +76,40 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
 
                 structlog.get_logger("orderwatch.config").warning(warning)
             else:
-                click.echo(f"orderwatch: warning: {warning}", err=True)
-    obj["config"] = conf
+                say(f"orderwatch: warning: {warning}", err=True)
+    meta["orderwatch.config"] = conf
     return conf
 
 
 def _database(ctx: click.Context, conf: Config) -> str:
-    override = (ctx.find_root().obj or {}).get("database")
-    return str(override or conf.database)
+    return str(given(ctx, "database") or conf.database)
+
+
+def _private_folders(database: str) -> None:
+    """Create the missing folders above ``database`` owner-only (0700) whatever the umask: they will hold it."""
+    from pathlib import Path
+
+    if database == ":memory:":
+        return
+    missing = [p for p in Path(database).absolute().parents if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+            folder.chmod(0o700)  # the umask may have taken bits away; it cannot add them back
+        except FileExistsError:
+            continue
+        except OSError:
+            return  # Store.open meets the same problem and reports it, naming the database
 
 
 def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
     from orderwatch.store import Store
 
+    database = _database(ctx, conf)
+    if not readonly:
+        _private_folders(database)
     try:
-        return Store.open(_database(ctx, conf), readonly=readonly)
+        return Store.open(database, readonly=readonly)
     except StoreError as exc:
         _fail(str(exc))
 
@@ -174,23 +193,17 @@ format_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar="ORDERWATCH_CONFIG",
-    help="Config file (default: $ORDERWATCH_CONFIG, ./orderwatch.toml, /etc/orderwatch/orderwatch.toml).",
-)
-@click.option("--database", type=click.Path(dir_okay=False), help="Use this database instead of the config's.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Override log.level.")
+@global_options
 @click.version_option(__version__, prog_name="orderwatch")
-@click.pass_context
-def main(ctx: click.Context, config_path: str | None, database: str | None, log_level: str | None) -> None:
-    """Watch orders-list APIs, detect every order's state transitions, and notify."""
-    ctx.obj = {"config_path": config_path, "database": database, "log_level": log_level}
+def main() -> None:
+    """Watch orders-list APIs, detect every order's state transitions, and notify.
+
+    --config, --database and --log-level may come before the command or after it.
+    """
 
 
 @main.command()
+@global_options
 @click.argument("sources", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Fetch and diff, but write nothing and send nothing.")
 @click.option("--no-notify", is_flag=True, help="Record events and queue notifications, but deliver none now.")
@@ -221,14 +234,15 @@ def poll(
     print_events(events, _format(fmt), sys.stdout)
     for r in results:
         if r.error:
-            click.echo(f"orderwatch: {r.source}: {r.error}", err=True)
+            say(f"orderwatch: {r.source}: {r.error}", err=True)
         elif r.baseline:
-            click.echo(f"orderwatch: {r.source}: baseline of {r.orders} orders recorded (no events)", err=True)
+            say(f"orderwatch: {r.source}: baseline of {r.orders} orders recorded (no events)", err=True)
     if any(r.error for r in results) or delivery_failed:
         sys.exit(EXIT_FAILED)
 
 
 @main.command()
+@global_options
 @click.option("--since", help='Only events detected since this: a duration back ("24h") or an ISO 8601 time.')
 @click.option("--source", help="Only events of this source.")
 @click.option("--order", "order_id", help="Only events of this order id.")
@@ -295,6 +309,7 @@ def _last_event_id(store: Store) -> int:
 
 
 @main.command()
+@global_options
 @click.option("--source", help="Only orders of this source.")
 @click.option("--state", help="Only orders in this state (canonical, case-insensitive).")
 @format_option
@@ -325,6 +340,7 @@ def orders(ctx: click.Context, source: str | None, state: str | None, fmt: str |
 
 
 @main.command()
+@global_options
 @click.option("--connect", is_flag=True, help="Also fetch one page from each source (auth, shape).")
 @click.option("--notify", is_flag=True, help="Also send a test message to every channel.")
 @click.pass_context
@@ -333,24 +349,25 @@ def check(ctx: click.Context, connect: bool, notify: bool) -> None:
     from orderwatch.cli import commands as app
 
     conf = _load(ctx, deep=True)
-    click.echo(
+    say(
         f"config OK: {conf.path} — {len(conf.sources)} source(s), {len(conf.channels)} channel(s), "
         f"{len(conf.rules)} rule(s); database {_database(ctx, conf)}"
     )
     ok = True
     if connect:
         for line, good in _run(lambda: app.check_sources(conf)):
-            click.echo(line)
+            say(line)
             ok &= good
     if notify:
         for line, good in _run(lambda: app.check_channels(conf)):
-            click.echo(line)
+            say(line)
             ok &= good
     if not ok:
         sys.exit(EXIT_FAILED)
 
 
 @main.command()
+@global_options
 @click.option(
     "--orders",
     "n_orders",
@@ -366,14 +383,11 @@ def demo(ctx: click.Context, n_orders: int, every: float, interval: float) -> No
     """Run the built-in simulator (both API formats) and watch it, printing changes and notices as they happen."""
     from orderwatch.cli.demo import run_demo
 
-    sys.exit(
-        run_demo(
-            n_orders=n_orders, every=every, interval=interval, database=(ctx.find_root().obj or {}).get("database")
-        )
-    )
+    sys.exit(run_demo(n_orders=n_orders, every=every, interval=interval, database=given(ctx, "database")))
 
 
 @main.command(name="run")
+@global_options
 @click.pass_context
 def run_cmd(ctx: click.Context) -> None:
     """Run the daemon: poll every source on its interval and deliver notifications until SIGTERM/SIGINT.
@@ -383,11 +397,11 @@ def run_cmd(ctx: click.Context) -> None:
     from orderwatch.service.daemon import run_daemon
 
     conf = _load(ctx, deep=True)
-    root = ctx.find_root().obj or {}
-    sys.exit(run_daemon(conf, config_path=root.get("config_path"), database=root.get("database")))
+    sys.exit(run_daemon(conf, config_path=given(ctx, "config"), database=given(ctx, "database")))
 
 
 @main.command()
+@global_options
 @format_option
 @click.pass_context
 def status(ctx: click.Context, fmt: str | None) -> None:
@@ -407,6 +421,7 @@ def status(ctx: click.Context, fmt: str | None) -> None:
 
 
 @main.group(invoke_without_command=True)
+@global_options
 @click.option("--status", "status_", type=click.Choice(["pending", "failed", "sent"]), help="Only rows of this status.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N rows.")
 @format_option
@@ -453,6 +468,7 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
 
 
 @outbox.command()
+@global_options
 @click.argument("ids", nargs=-1, type=int)
 @click.pass_context
 def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
@@ -465,7 +481,7 @@ def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
         count = store.requeue(ids, now=clock.now_text())
     finally:
         store.close()
-    click.echo(f"re-queued {count} notification(s)")
+    say(f"re-queued {count} notification(s)")
     if ids and count < len(ids):
         _fail(f"{len(ids) - count} of the given ids are unknown or already sent")
 

@@ -1,4 +1,10 @@
-"""How the CLI prints events, orders and outbox rows: a rich table for people, JSON or NDJSON for programs."""
+"""How the CLI prints events, orders and outbox rows: a rich table for people, JSON or NDJSON for programs.
+
+Everything shown comes from an API or the database, so none of it is trusted: table cells, plain lines and JSON go
+through ``redact`` (no configured secret is ever printed, whatever quoted it) and ``printable`` (control characters
+shown as escapes), and reach rich as ``Text``, never as markup. JSON stays exact JSON, with DEL, C1 and bidirectional
+characters escaped as well.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,11 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TextIO
 
+import click
 import orjson
 
 from orderwatch.core.model import Event
+from orderwatch.core.printable import json_printable, printable
 
 Format = Literal["table", "json", "ndjson"]
 FORMATS = ("table", "json", "ndjson")
@@ -20,7 +28,29 @@ def default_format(stream: TextIO | None = None) -> Format:
 
 
 def _dump(obj: Any) -> str:
-    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        text = orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate (the stdlib's JSON parser lets one in): escape it instead
+        import json
+
+        text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str)
+    return json_printable(_redact(text))
+
+
+def _redact(text: str) -> str:
+    from orderwatch.config.secrets import redact  # here: commands that print nothing skip the config's import
+
+    return redact(text)
+
+
+def shown(text: str) -> str:
+    """``text`` fit for a terminal: configured secrets masked, control characters shown as escapes."""
+    return printable(_redact(text))
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """One line for people on stdout (or stderr), secrets masked and control characters shown as escapes."""
+    click.echo(shown(text), err=err)
 
 
 def print_json_array(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
@@ -55,16 +85,22 @@ def event_line(ev: Event) -> tuple[str, ...]:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO) -> None:
-    """A rich table (plain when ``out`` is not a terminal)."""
+    """A rich table (plain when ``out`` is not a terminal); every cell is shown as text, never read as markup."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+    table = Table(
+        title=Text(shown(title)) if title is not None else None,
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+    )
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
-    Console(file=out, soft_wrap=False).print(table)
+        table.add_row(*(Text(shown(cell)) for cell in row))
+    Console(file=out, soft_wrap=False, markup=False, emoji=False, highlight=False).print(table)
 
 
 EVENT_COLUMNS = ("id", "detected (UTC)", "source", "order", "kind", "from", "to")

@@ -1,11 +1,17 @@
 """Events → notification text. Pure: no I/O, no clock.
 
-User templates are Jinja2 in a ``SandboxedEnvironment`` (autoescape off). A missing field renders empty, and so does
-an attribute of a missing field (``ChainableUndefined``); unsafe attribute access is blocked by the sandbox. A
-template that fails at render time never raises: the default text is used and ``Notice.fallback`` says why.
+User templates are Jinja2 in orderwatch's sandbox (``core.sandbox``: Jinja2's immutable sandbox with a time and a
+size limit; autoescape off). A missing field renders empty, and so does an attribute of a missing field
+(``ChainableUndefined``); unsafe attribute access is blocked by the sandbox. A template that fails at render time, or
+runs past ``RENDER_SECONDS`` (title and body together) or builds more than ``MAX_TEXT`` characters, never raises: the
+default text is used and ``Notice.fallback`` says why.
 
 Templates get ``event`` (the contract's JSON form of the event, ``Event.as_dict()``) and ``order`` (the order as
 the API returned it).
+
+Nothing from an API reaches a notice raw: its strings are shown with ``printable`` (control, bidirectional and
+invisible characters as escapes), in the defaults and in what templates get; a rendered body keeps only its line
+breaks and tabs.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jinja2 import ChainableUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
+from orderwatch.core import sandbox
 from orderwatch.core.model import Event
+from orderwatch.core.printable import printable, printable_block
+from orderwatch.core.sandbox import MAX_TEXT, RENDER_SECONDS
 
 ARROW: Final = "→"
 ELLIPSIS: Final = "…"
@@ -40,7 +48,7 @@ class Notice:
     fallback: str | None = None
 
 
-_ENV: Final = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
+_ENV: Final = sandbox.LimitedEnvironment(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
 
 
 @functools.lru_cache(maxsize=256)
@@ -77,7 +85,7 @@ def _text(value: Any) -> str | None:
         return "yes" if value else "no"
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    shown = _one_line(str(value), MAX_FIELD)
+    shown = printable(_one_line(str(value), MAX_FIELD))
     return shown or None
 
 
@@ -93,7 +101,7 @@ def _get(order: Mapping[str, Any], *path: str) -> str | None:
 
 def short_id(order_id: str) -> str:
     """An order id short enough for a title: a UUID's first 8 characters, long ids cut in the middle."""
-    order_id = _one_line(order_id, 200)
+    order_id = printable(_one_line(order_id, 200))
     if _UUID.match(order_id):
         return order_id[:8] + ELLIPSIS
     if len(order_id) > 24:
@@ -116,7 +124,7 @@ def _state(canonical: str | None, raw: str | None) -> str:
 def summary(event: Event) -> str:
     """The default title: one line naming the source, the order and the change."""
     oid = short_id(event.order_id)
-    source = _one_line(event.source, 40)
+    source = printable(_one_line(event.source, 40))
     if event.kind == "appeared":
         change = f"new order {oid} ({_text(event.to_state) or '?'})"
     elif event.kind == "vanished":
@@ -175,41 +183,67 @@ def _context(event: Event) -> dict[str, Any]:
         return dataclasses.replace(event, order_json=None).as_dict()
 
 
-def _render_user(source: str, context: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """``(text, None)`` for a template that renders to something, else ``(None, short reason)``."""
+def _shown(value: Any) -> Any:
+    """``value`` (JSON-like) with every string in it, keys too, shown with ``printable``."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {_shown(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(v) for v in value]
+    return value
+
+
+def _render_user(source: str, context: Mapping[str, Any], budget: sandbox.Budget) -> tuple[str | None, str | None]:
+    """``(text, None)`` for a template that renders to something within ``budget``, else ``(None, short reason)``."""
     try:
-        text = _compile(source).render(context)
+        text = sandbox.render(_compile(source), context, budget)
     except Exception as err:  # any failure of a user template falls back to the default; never raise
-        return None, _one_line(f"{type(err).__name__}: {err}", 200)
+        return None, printable(_one_line(f"{type(err).__name__}: {err}", 200))
     if not text.strip():
         return None, "rendered empty"
     return text, None
 
 
-def render_event(event: Event, *, title: str | None, body: str | None, details: Details = ()) -> Notice:
-    """The notice for one event: the user's templates when given and they render, else the defaults (with the
-    format's ``details`` lines)."""
+def render_event(
+    event: Event,
+    *,
+    title: str | None,
+    body: str | None,
+    details: Details = (),
+    seconds: float = RENDER_SECONDS,
+    max_text: int = MAX_TEXT,
+) -> Notice:
+    """The notice for one event: the user's templates when given and they render within ``seconds`` (both
+    together) and ``max_text`` characters, else the defaults (with the format's ``details`` lines)."""
+    budget = sandbox.Budget.start(seconds, max_text)
     as_dict = _context(event)
     order = as_dict["order"]
-    context = {"event": as_dict, "order": order}
+    shown = _shown(as_dict)
+    context = {"event": shown, "order": shown["order"]}
     problems: list[str] = []
 
     title_text = summary(event)
     if title is not None:
-        text, problem = _render_user(title, context)
+        text, problem = _render_user(title, context, budget)
         if text is not None:
-            title_text = _one_line(text, MAX_TITLE)
+            title_text = printable(_one_line(text, MAX_TITLE))
         else:
             problems.append(f"title template: {problem}")
 
     body_text: str | None = None
     if body is not None:
-        body_text, problem = _render_user(body, context)
+        body_text, problem = _render_user(body, context, budget)
         if problem is not None:
             problems.append(f"body template: {problem}")
     if body_text is None:
         body_text = _default_body(event, order, details)
-    return Notice(title=title_text, body=body_text.strip(), fallback="; ".join(problems) or None)
+    return Notice(title=title_text, body=printable_block(body_text.strip()), fallback="; ".join(problems) or None)
+
+
+def stored_notice(title: str, body: str) -> Notice:
+    """A notice written ahead of time (a health alert), fit to send like a rendered one."""
+    return Notice(title=printable(_one_line(title, MAX_TITLE)), body=printable_block(body.strip()))
 
 
 def _transition_key(event: Event) -> str:

@@ -3,25 +3,38 @@
 Sent → ``sent``. A temporary failure → retried with exponential backoff and jitter (``delivery.retry_initial``
 doubling up to ``delivery.retry_max``) until ``delivery.give_up_after`` has passed since the row was queued, then
 ``failed``. A permanent failure (a URL that cannot work) → ``failed`` at once with the reason. URLs of a channel that
-already got a message are remembered per row, so a retry never sends twice to the same URL. A duplicate is possible
-only if the process dies between a send and its mark.
+already got a message are remembered per row, so a retry never sends twice to the same URL; so are URLs that were
+maybe sent (no answer in time after the request went out: see ``notify``), which the log and the row's error say. A
+duplicate is possible only if the process dies between a send and its mark.
+
+Configured secrets are masked (``config.secrets.redact``) in every notice before it is sent and in every reason
+before it is stored or logged.
+
+A rule's templates are rendered in a daemon thread of their own. The render stops itself at its time limit
+(``core.sandbox.RENDER_SECONDS``) and falls back to the default text; should it not, the delivery step stops waiting
+after ``RENDER_BACKSTOP`` seconds, sends the default text and leaves the thread behind (a daemon thread cannot hold
+up the process's exit). Either way the fallback is logged, and no other notification waits longer than that.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio.to_thread
 import structlog
 
 from orderwatch import clock
+from orderwatch.config.secrets import redact
 from orderwatch.core import render
 from orderwatch.core.backoff import RetryPolicy, backoff
 from orderwatch.core.model import Event
 from orderwatch.core.rules import Channel, Rule
+from orderwatch.core.sandbox import RENDER_SECONDS
 from orderwatch.delivery import notify
 from orderwatch.sources import Source, adapter_for
 
@@ -30,6 +43,30 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("orderwatch.delivery.deliverer")
 LEASE = timedelta(minutes=5)
+RENDER_BACKSTOP: Final = RENDER_SECONDS + 2.0  # the render's own limit, plus slack for a loaded machine
+T = TypeVar("T")
+
+
+async def _in_own_thread(work: Callable[[], T], limit: float) -> T | None:
+    """``work()`` run in a daemon thread of its own: its result, or None when it has not finished within ``limit``
+    seconds (the thread is then left to finish alone). An exception ``work`` raised is raised here."""
+    done = threading.Event()
+    results: list[T] = []
+    errors: list[Exception] = []
+
+    def target() -> None:
+        try:
+            results.append(work())
+        except Exception as exc:  # handed to the caller, not to the thread's excepthook
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="orderwatch-render", daemon=True).start()
+    finished = await anyio.to_thread.run_sync(done.wait, limit, abandon_on_cancel=True)
+    if errors:
+        raise errors[0]
+    return results[0] if finished and results else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +101,10 @@ class Deliverer:
         *,
         sources: Mapping[str, Source] | None = None,
         now: Callable[[], str] = clock.now_text,
+        url_timeout: float = notify.DEFAULT_TIMEOUT,
     ) -> None:
         self.store = store
+        self.url_timeout = url_timeout
         self.channels = channels
         self.rules = {rule.name: rule for rule in rules}
         self.retry = retry or RetryPolicy()
@@ -85,22 +124,35 @@ class Deliverer:
             failed += outcome == "failed"
         return DeliveryReport(sent, retrying, failed)
 
-    def _notice(self, row: OutboxRow) -> render.Notice | None:
+    async def _notice(self, row: OutboxRow) -> render.Notice | None:
+        """The notice of ``row``, secrets masked; None when its events are gone."""
+        notice = await self._rendered(row)
+        if notice is None:
+            return None
+        return render.Notice(redact(notice.title), redact(notice.body), notice.fallback)
+
+    async def _rendered(self, row: OutboxRow) -> render.Notice | None:
         if row.title is not None:
-            return render.Notice(row.title, row.body or "", None)
-        events = self.store.events_by_id(row.event_ids)
+            return render.stored_notice(row.title, row.body or "")
+        events = await anyio.to_thread.run_sync(self.store.events_by_id, row.event_ids)
         if not events:
             return None
         if row.digest:
-            return render.render_digest(events)
+            return await anyio.to_thread.run_sync(render.render_digest, events)
         rule = self.rules.get(row.rule)
         event = events[0]
-        notice = render.render_event(
-            event,
-            title=rule.title if rule else None,
-            body=rule.body if rule else None,
-            details=self.details(event, render.order_of(event)),
-        )
+        title, body = (rule.title, rule.body) if rule is not None else (None, None)
+
+        def rendered(title: str | None = title, body: str | None = body) -> render.Notice:
+            details = self.details(event, render.order_of(event))
+            return render.render_event(event, title=title, body=body, details=details)
+
+        if title is None and body is None:
+            return await anyio.to_thread.run_sync(rendered)
+        notice = await _in_own_thread(rendered, RENDER_BACKSTOP)
+        if notice is None:
+            reason = f"templates still rendering after {RENDER_BACKSTOP:g} s (left to stop on their own)"
+            notice = dataclasses.replace(await anyio.to_thread.run_sync(rendered, None, None), fallback=reason)
         if notice.fallback:
             log.warning("template failed; default used", rule=row.rule, outbox_id=row.id, reason=notice.fallback)
         return notice
@@ -109,18 +161,23 @@ class Deliverer:
         channel = self.channels.get(row.channel)
         if channel is None:
             return await self._give_up(row, f'channel "{row.channel}" is no longer configured', row.done_urls)
-        notice = await anyio.to_thread.run_sync(self._notice, row)
+        notice = await self._notice(row)
         if notice is None:
             return await self._give_up(row, "its events are no longer in the database", row.done_urls)
         urls = [u.reveal() for u in channel.urls]
-        results = await notify.send(urls, notice, skip=row.done_urls)
-        done = set(row.done_urls) | {r.index for r in results if r.ok}
-        failures = [r for r in results if not r.ok]
+        results = await notify.send(urls, notice, skip=row.done_urls, url_timeout=self.url_timeout)
+        done = set(row.done_urls) | {r.index for r in results if r.ok or r.maybe}
+        failures = [r for r in results if not (r.ok or r.maybe)]
+        maybe = redact("; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in results if r.maybe))
+        if maybe:
+            log.warning("maybe delivered: no answer in time; not sent again", outbox_id=row.id, reason=maybe)
         if not failures:
             await anyio.to_thread.run_sync(lambda: self.store.mark_sent(row.id, now=self.now()))
-            log.info("delivered", outbox_id=row.id, channel=row.channel, events=len(row.event_ids))
+            log.info("delivered", outbox_id=row.id, channel=row.channel, events=len(row.event_ids), maybe=bool(maybe))
             return "sent"
-        reason = "; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in failures)
+        reason = redact("; ".join(f"{notify.mask_url(urls[r.index])}: {r.reason}" for r in failures))
+        if maybe:
+            reason += f"; maybe sent, not sent again: {maybe}"
         if all(r.permanent for r in failures):
             return await self._give_up(row, f"permanent failure: {reason}", done)
         now = clock.parse(self.now())
@@ -137,6 +194,7 @@ class Deliverer:
         return "retrying"
 
     async def _give_up(self, row: OutboxRow, reason: str, done: Collection[int]) -> str:
+        reason = redact(reason)
         await anyio.to_thread.run_sync(lambda: self.store.mark_failed(row.id, error=reason, done_urls=sorted(done)))
         log.error("delivery failed for good", outbox_id=row.id, channel=row.channel, reason=reason)
         return "failed"

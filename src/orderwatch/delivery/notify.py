@@ -9,6 +9,14 @@ segments, non-public query values (and user/host when apprise's privacy form hid
 any URL apprise echoes in a message is cut to ``scheme://…``. Reasons are apprise's own warning and error lines for
 that URL (its debug details are not captured: that would mean lowering the process-wide ``apprise`` log level).
 
+Timeouts: a send to one URL gets ``url_timeout`` seconds (``DEFAULT_TIMEOUT``, below the daemon's grace period, so
+a stop never waits long on one). apprise's own socket timeouts are fitted to it on every URL: a connection must be
+made within half of it, and an answer is awaited ``READ_MARGIN`` seconds longer than it. So a send that runs out of
+time was connected and has sent its request: the service may have the message, and it counts as *maybe sent*
+(``UrlResult.maybe``), not as a failure to retry. A slow service is never sent the same notice twice; one slower
+than ``url_timeout`` may miss it, and the log says so. (An apprise read timeout, which cannot tell a slow answer from
+none, would otherwise come first: 4 s by default, and every retry a copy.)
+
 The scheme ``console://`` prints a notice to stdout: its title, its body and a blank line.
 """
 
@@ -34,7 +42,8 @@ if TYPE_CHECKING:
 
 MASK: Final = "…"
 CONSOLE_SCHEME: Final = "console"
-DEFAULT_TIMEOUT: Final = 60.0
+DEFAULT_TIMEOUT: Final = 15.0
+READ_MARGIN: Final = 5.0
 # query arguments whose values are not secret (all others may hold tokens, e.g. +Authorization headers)
 _PUBLIC_ARGS: Final = frozenset(
     {"to", "from", "cc", "bcc", "reply", "name", "smtp", "mode", "cto", "rto", "method", "format", "overflow"}
@@ -51,18 +60,22 @@ _apprise: ModuleType | None = None
 
 @dataclass(frozen=True, slots=True)
 class UrlResult:
-    """The outcome of sending to ``urls[index]``. ``permanent``: retrying cannot help. ``reason``: never secret."""
+    """The outcome of sending to ``urls[index]``. ``permanent``: retrying cannot help. ``maybe``: no answer came in
+    time after the request went out, so the service may have it (not to be sent again). ``reason``: never secret."""
 
     index: int
     ok: bool
     permanent: bool
     reason: str | None
+    maybe: bool = False
 
 
 def _print_console(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
-    """apprise's ``console://`` plugin: title line, body, blank line, flushed."""
-    lines = [title] if title else []
-    sys.stdout.write("\n".join([*lines, body, "", ""]))
+    """apprise's ``console://`` plugin: title line, body, blank line, flushed; control characters shown as escapes."""
+    from orderwatch.core.printable import printable, printable_block
+
+    lines = [printable(title)] if title else []
+    sys.stdout.write("\n".join([*lines, printable_block(body), "", ""]))
     sys.stdout.flush()
     return True
 
@@ -257,12 +270,21 @@ def permanent_reason(reason: str) -> bool:
     return _PERMANENT.search(reason) is not None
 
 
+def _fit_timeouts(plugin: Any, timeout: float) -> None:
+    """apprise's socket timeouts of ``plugin`` fitted to a send limit of ``timeout`` seconds (see the module)."""
+    if hasattr(plugin, "socket_connect_timeout"):
+        plugin.socket_connect_timeout = min(float(plugin.socket_connect_timeout), timeout / 2)
+    if hasattr(plugin, "socket_read_timeout"):
+        plugin.socket_read_timeout = timeout + READ_MARGIN
+
+
 def _send_one(index: int, url: str, notice: Notice, timeout: float) -> UrlResult:
     """Send ``notice`` to one URL (blocking; runs in a worker thread)."""
     plugin, problem = _instantiate(url)
     if plugin is None:
         return UrlResult(index, ok=False, permanent=True, reason=problem)
     secrets = _secrets(url, str(plugin.url(privacy=True)))
+    _fit_timeouts(plugin, timeout)
     apprise = _load()
     sender = apprise.Apprise(asset=_asset())
     sender.add(plugin)
@@ -272,6 +294,9 @@ def _send_one(index: int, url: str, notice: Notice, timeout: float) -> UrlResult
         ) as result:
             if result:
                 return UrlResult(index, ok=True, permanent=False, reason=None)
+            if result.status == apprise.AppriseResultStatus.TIMEOUT:
+                said = f"no answer within {timeout:g} s after sending: it may have arrived, so it is not sent again"
+                return UrlResult(index, ok=False, permanent=False, reason=said, maybe=True)
             reason = _failure_reason(result, timeout)
     except Exception as err:  # apprise guards its plugins; anything left is still one URL's temporary failure
         reason = f"apprise failed: {type(err).__name__}: {err}"
@@ -285,7 +310,7 @@ async def send(
     """Send ``notice`` to every URL whose index is not in ``skip``, concurrently, each in a worker thread.
 
     Returns one ``UrlResult`` per URL sent to, in index order. Never raises for a URL's failure. ``url_timeout``
-    (seconds) bounds each URL's whole send: apprise stops waiting and it counts as a temporary failure.
+    (seconds) bounds each URL's whole send: apprise stops waiting and the URL is maybe sent (``UrlResult.maybe``).
     """
     await anyio.to_thread.run_sync(_load)
     results: dict[int, UrlResult] = {}

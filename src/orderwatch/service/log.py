@@ -1,41 +1,41 @@
 """structlog set-up: JSON under journald (or on request), readable lines on a terminal, secrets redacted.
 
-The stdlib loggers of httpx, apscheduler, apprise and stamina go through the same processors. Tracebacks are rendered
-without local variables (they may hold tokens). Every string in an event is scrubbed of registered secrets and of
-anything shaped like a bearer token or a URL password.
+The stdlib loggers of the libraries go through the same processors. Those that speak HTTP (httpx, httpcore, urllib3,
+requests, apprise) and the scheduler's say nothing below WARNING even at ``--log-level debug``: their debug lines
+carry request URLs, and a webhook's path or a query parameter can be its secret. Tracebacks are rendered without
+local variables (they may hold tokens). Every string in an event goes through ``orderwatch.config.secrets.redact``;
+on a terminal, control characters in it are shown as escapes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-from collections.abc import Iterable, MutableMapping
-from typing import Any, Literal, TextIO
+from collections.abc import MutableMapping
+from typing import Any, Final, Literal, TextIO
 
-_SECRETS: set[str] = set()
-_PATTERNS = (
-    (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1***"),
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^\s\"',;]+"), r"\1***"),
-    (re.compile(r"(://[^/\s:@]*:)[^@\s/]+@"), r"\1***@"),
-)
+from orderwatch.config.secrets import redact as scrub
+from orderwatch.config.secrets import remember as register_secrets
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# never below WARNING: their debug and info lines print request URLs (webhook paths, query tokens)
+QUIET: Final = (
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "requests",
+    "requests_oauthlib",
+    "oauthlib",
+    "apprise",
+    "apscheduler",
+    "stamina",
+    "asyncio",
+    "aiosmtpd",
+    "mail.log",
+)
 
-
-def register_secrets(values: Iterable[str]) -> None:
-    """Remember values that must never be logged (tokens, passwords, webhook paths); short ones are ignored."""
-    _SECRETS.update(v for v in values if v and len(v) >= 4)
-
-
-def scrub(text: str) -> str:
-    """``text`` with every registered secret and secret-shaped fragment replaced by ``***``."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    for pattern, repl in _PATTERNS:
-        text = pattern.sub(repl, text)
-    return text
+__all__ = ["LEVELS", "QUIET", "printable_values", "redact", "register_secrets", "scrub", "setup", "under_journald"]
 
 
 def _scrub_value(value: Any) -> Any:
@@ -54,6 +54,26 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     """structlog processor: scrub secrets from every value (after exceptions were rendered to text)."""
     for key, value in list(event.items()):
         event[key] = _scrub_value(value)
+    return event
+
+
+def _shown(value: Any, *, block: bool = False) -> Any:
+    from orderwatch.core.printable import printable, printable_block
+
+    if isinstance(value, str):
+        return printable_block(value) if block else printable(value)
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(v) for v in value]
+    return value
+
+
+def printable_values(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor for console lines: control characters in any value shown as escapes (a traceback keeps
+    its line breaks). JSON lines need none: the encoder escapes them."""
+    for key, value in list(event.items()):
+        event[key] = _shown(value, block=key == "exception")
     return event
 
 
@@ -99,6 +119,7 @@ def setup(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info",
         tail = [
             structlog.processors.format_exc_info,
             redact,
+            printable_values,
             structlog.dev.ConsoleRenderer(colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback),
         ]
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -110,7 +131,7 @@ def setup(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info",
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS.get(level, logging.INFO))
-    for noisy in ("httpx", "httpcore", "apscheduler", "apprise", "stamina", "asyncio"):
+    for noisy in QUIET:
         logging.getLogger(noisy).setLevel(max(LEVELS.get(level, logging.INFO), logging.WARNING))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
