@@ -21,26 +21,40 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from orderwatch.config import load_config
 from orderwatch.core.model import Event
 from orderwatch.delivery.deliverer import DeliveryReport
 from orderwatch.errors import ConfigError
-from orderwatch.service.daemon import DELIVERY_STALL, GRACE_PERIOD
+from orderwatch.service.daemon import (
+    CANCEL_STALL,
+    DELIVERY_STALL,
+    GRACE_PERIOD,
+    POLL_SLACK,
+    SCHEDULER_SLACK,
+    poll_limit,
+)
 from orderwatch.service.daemon import Daemon as DaemonCore
-from orderwatch.service.metrics import Metrics, parse_listen, serve
+from orderwatch.service.metrics import Metrics, address, bind, parse_listen, serve
 from orderwatch.simulator import SimServer, Simulator, run_clock
 from orderwatch.store import Store
-from orderwatch.sweep.poller import Outcome, PollResult
+from orderwatch.sweep.poller import Outcome, PollResult, poll_budget
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, run_cli
 from tests.receivers import WebhookReceiver
 
 TIMEOUT = 20.0  # the bound of every wait for the daemon
+# argv: SOFT PROGRAM ARG...: run PROGRAM (same pid) with its soft RLIMIT_NOFILE lowered to SOFT
+WITH_NOFILE = (
+    "import os, resource, sys; soft = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
 SOURCE_OF_API = {"ace": "ace", "lsky": "images"}
 
 
@@ -57,10 +71,19 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -
         pause.wait(0.02)
 
 
+class Hook(Protocol):
+    """A webhook receiver the daemon can post to."""
+
+    @property
+    def url_for_apprise(self) -> str:
+        """Its json:// URL."""
+        ...
+
+
 def daemon_config(
     url: str,
     database: Path,
-    hook: WebhookReceiver,
+    hook: Hook,
     *,
     sources: tuple[str, ...] = ("ace",),
     interval: str = "1s",
@@ -85,7 +108,11 @@ def daemon_config(
 class Daemon:
     """``orderwatch run`` in a subprocess; its JSON log lines are collected as they come."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, *, nofile: int | None = None) -> None:
+        """Start it; ``nofile`` lowers its soft limit of open files (RLIMIT_NOFILE) before it starts."""
+        argv = [sys.executable, "-m", "orderwatch", "--config", str(config), "run"]
+        if nofile is not None:
+            argv = [sys.executable, "-c", WITH_NOFILE, str(nofile), *argv]
         clean = {
             k: v
             for k, v in os.environ.items()
@@ -93,7 +120,7 @@ class Daemon:
             and not k.endswith("_DIRECTORY")
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orderwatch", "--config", str(config), "run"],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -169,8 +196,8 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """Starts daemons; any still running at the end of the test is killed."""
     started: list[Daemon] = []
 
-    def launch(config: Path, env: dict[str, str] | None = None) -> Daemon:
-        daemon = Daemon(config, env)
+    def launch(config: Path, env: dict[str, str] | None = None, *, nofile: int | None = None) -> Daemon:
+        daemon = Daemon(config, env, nofile=nofile)
         started.append(daemon)
         return daemon
 
@@ -213,6 +240,20 @@ def event_ids(events: list[Event]) -> list[int]:
     return sorted(e.id for e in events if e.id is not None)
 
 
+def labelled(**labels: str) -> frozenset[tuple[str, str]]:
+    """A label set, as ``scraped_samples`` keys it."""
+    return frozenset(labels.items())
+
+
+def scraped_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition text, parsed by prometheus_client: (name, label set) → value."""
+    return {
+        (sample.name, labelled(**sample.labels)): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -243,11 +284,12 @@ def test_transitions_delivered_while_running(
     sim.set_state("lsky", lsky[0], "paid")
     hook.wait_for(3, timeout=TIMEOUT)
 
-    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    assert re.search(r'orderwatch_polls_total\{source="ace",outcome="ok"\} [1-9]', scraped)
-    assert 'orderwatch_events_total{source="ace",kind="transition",from_state="Pending",to_state="Paid"} 1' in scraped
-    assert re.search(r'orderwatch_last_success_timestamp_seconds\{source="images"\} \d', scraped)
-    assert "orderwatch_outbox_pending " in scraped
+    scraped = scraped_samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+    assert scraped[("orderwatch_polls_total", labelled(source="ace", outcome="ok"))] >= 1
+    paid = labelled(source="ace", kind="transition", from_state="Pending", to_state="Paid")
+    assert scraped[("orderwatch_events_total", paid)] == 1
+    assert scraped[("orderwatch_last_success_timestamp_seconds", labelled(source="images"))] > 1.7e9
+    assert ("orderwatch_outbox_pending", labelled()) in scraped
 
     assert daemon.stop() == 0
     events = stored_events(db)
@@ -504,44 +546,77 @@ def test_revoked_token_alerts_once_and_recovers_once(
 
 
 @pytest.mark.anyio
-async def test_watchdog_withheld_while_work_hangs(tmp_path: Path) -> None:
-    """No WATCHDOG=1 while a poll runs past its limit or a delivery step past DELIVERY_STALL."""
+async def test_watchdog_withheld_only_while_the_daemon_is_stuck(tmp_path: Path) -> None:
+    """A poll running long within its limit keeps the pings; one cancelled past its limit that does not end, a
+    delivery step past DELIVERY_STALL, or a scheduler whose heartbeat job stopped running withholds them."""
     config = tmp_path / "orderwatch.toml"
     config.write_text('[sources.ace]\nkind = "acedata"\nbase_url = "http://127.0.0.1:9"\n')
     daemon = DaemonCore(load_config(config, environ={}), config_path=str(config), database=None, grace=1.0)
-    now = 10_000.0
+    limit = poll_limit(daemon.conf.sources["ace"])
+    assert limit == poll_budget(daemon.conf.sources["ace"]) + 15 + POLL_SLACK
+    now = 100_000.0
     assert daemon.stall(now, 1.0) is None
-    daemon.inflight["ace"] = (anyio.CancelScope(), now - 50, 100.0)
+    daemon.inflight["ace"] = (anyio.CancelScope(), now - limit - CANCEL_STALL + 1, limit)
     assert daemon.stall(now, 1.0) is None
-    daemon.inflight["ace"] = (anyio.CancelScope(), now - 150, 100.0)
-    assert daemon.stall(now, 1.0) == "poll of ace running for 150 s"
+    daemon.inflight["ace"] = (anyio.CancelScope(), now - limit - CANCEL_STALL - 1, limit)
+    assert daemon.stall(now, 1.0) == "the poll of ace was cancelled 61 s ago and has not ended"
     daemon.inflight.clear()
+    daemon.delivery_started = now - DELIVERY_STALL + 1
+    assert daemon.stall(now, 1.0) is None
     daemon.delivery_started = now - DELIVERY_STALL - 1
     assert (daemon.stall(now, 1.0) or "").startswith("delivery step running")
+    daemon.delivery_started = None
+    daemon.ticked = now - 2 - SCHEDULER_SLACK + 1
+    assert daemon.stall(now, 1.0) is None
+    daemon.ticked = now - 2 - SCHEDULER_SLACK - 1
+    assert daemon.stall(now, 1.0) == "the scheduler has run no job for 8 s"
 
 
 # ---- metrics -------------------------------------------------------------------------------------------------------
 
 
 def test_metrics_render() -> None:
-    """Polls count by outcome, events by kind and transition, deliveries by outcome; labels are escaped."""
+    """Polls count by outcome, events by kind and transition, deliveries by outcome; labels escaped, values exact."""
     metrics = Metrics()
     ev = Event("ace", "o-1", "transition", "Pending", "Paid", "Pending", "Paid", "2026-01-01T00:00:00.000000Z")
-    metrics.observe_poll(PollResult("ace", events=(ev,), orders=3, requests=1), now=1700000000.0)
-    metrics.observe_poll(PollResult("ace", error="boom", outcome=Outcome.AUTH_FAILED), now=1700000001.0)
-    metrics.observe_poll(PollResult('we"ird', error="half", requests=2, orders=5), now=1700000002.0)
+    metrics.observe_poll(PollResult("ace", events=(ev,), orders=3, requests=1), now=1700001234.567891)
+    metrics.observe_poll(PollResult("ace", error="boom", outcome=Outcome.AUTH_FAILED), now=1700001235.0)
+    metrics.observe_poll(
+        PollResult('we"ird', error="half", outcome=Outcome.PARTIAL, requests=2, orders=5), now=1700001236.0
+    )
     metrics.observe_delivery(DeliveryReport(sent=2, retrying=1, failed=0))
+    metrics.observe_delivery(DeliveryReport(sent=1_234_567))
     metrics.outbox_depth = 4
     text = metrics.render()
-    assert 'orderwatch_polls_total{source="ace",outcome="ok"} 1' in text
-    assert 'orderwatch_polls_total{source="ace",outcome="auth_failed"} 1' in text
-    assert 'orderwatch_polls_total{source="we\\"ird",outcome="partial"} 1' in text
-    assert 'orderwatch_events_total{source="ace",kind="transition",from_state="Pending",to_state="Paid"} 1' in text
-    assert 'orderwatch_deliveries_total{outcome="sent"} 2' in text
-    assert 'orderwatch_deliveries_total{outcome="failed"}' not in text
-    assert "orderwatch_outbox_pending 4" in text
-    assert 'orderwatch_last_success_timestamp_seconds{source="ace"} 1.7e+09' in text
+    got = scraped_samples(text)
+    assert got[("orderwatch_polls_total", labelled(source="ace", outcome="ok"))] == 1
+    assert got[("orderwatch_polls_total", labelled(source="ace", outcome="auth_failed"))] == 1
+    assert got[("orderwatch_polls_total", labelled(source='we"ird', outcome="partial"))] == 1
+    transition = labelled(source="ace", kind="transition", from_state="Pending", to_state="Paid")
+    assert got[("orderwatch_events_total", transition)] == 1
+    assert got[("orderwatch_deliveries_total", labelled(outcome="sent"))] == 1_234_569
+    assert ("orderwatch_deliveries_total", labelled(outcome="failed")) not in got
+    assert got[("orderwatch_outbox_pending", labelled())] == 4
+    assert got[("orderwatch_last_success_timestamp_seconds", labelled(source="ace"))] == 1700001234.567891
     assert "# TYPE orderwatch_polls_total counter" in text
+    assert 'source="we\\"ird"' in text
+    assert "_created" not in text
+
+
+def test_metrics_bound_states_to_canonical_or_other() -> None:
+    """Events into or out of a state that is not canonical count under "other": invented states add no series."""
+    metrics = Metrics()
+    for i in range(50):
+        ev = Event("ace", f"o-{i}", "transition", "Pending", f"weird-{i}", "Pending", f"weird-{i}", "2026-01-01T00:00Z")
+        metrics.observe_poll(PollResult("ace", events=(ev,)), now=1.0)
+    appeared = Event("ace", "o-x", "appeared", None, "Paid", None, "paid", "2026-01-01T00:00:00Z")
+    metrics.observe_poll(PollResult("ace", events=(appeared,)), now=1.0)
+    got = scraped_samples(metrics.render())
+    events = {labels: n for (name, labels), n in got.items() if name == "orderwatch_events_total"}
+    assert events == {
+        labelled(source="ace", kind="transition", from_state="Pending", to_state="other"): 50,
+        labelled(source="ace", kind="appeared", from_state="", to_state="Paid"): 1,
+    }
 
 
 def test_metrics_listen_loopback_only() -> None:
@@ -556,16 +631,21 @@ def test_metrics_listen_loopback_only() -> None:
 
 @pytest.mark.anyio
 async def test_metrics_served_over_http() -> None:
-    """GET /metrics answers the exposition text; other paths 404."""
+    """GET and HEAD /metrics answer the exposition text; other paths 404."""
     metrics = Metrics()
     metrics.outbox_depth = 7
+    listener = await bind(f"127.0.0.1:{free_port()}")
+    host, port = address(listener)
     async with anyio.create_task_group() as tg:
-        host, port = await tg.start(serve, metrics, f"127.0.0.1:{free_port()}")
+        tg.start_soon(serve, metrics, listener)
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=5) as client:
             ok = await client.get("/metrics")
+            head = await client.head("/metrics")
             missing = await client.get("/nope")
         tg.cancel_scope.cancel()
     assert ok.status_code == 200
     assert ok.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert "orderwatch_outbox_pending 7" in ok.text
+    assert scraped_samples(ok.text)[("orderwatch_outbox_pending", labelled())] == 7
+    assert head.status_code == 200
+    assert head.content == b""
     assert missing.status_code == 404

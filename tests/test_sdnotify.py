@@ -55,14 +55,14 @@ def test_notify_without_systemd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pings are due at half of $WATCHDOG_USEC, only for the process $WATCHDOG_PID names (when set)."""
+    """Pings are due at a quarter of $WATCHDOG_USEC, only for the process $WATCHDOG_PID names (when set)."""
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     assert watchdog_interval() is None
     monkeypatch.setenv("WATCHDOG_USEC", "60000000")
-    assert watchdog_interval() == 30.0
+    assert watchdog_interval() == 15.0
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    assert watchdog_interval() == 30.0
+    assert watchdog_interval() == 15.0
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
     assert watchdog_interval() is None
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))

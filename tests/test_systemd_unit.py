@@ -65,7 +65,7 @@ def test_unit_exposure_at_most_1_5(unit: Path) -> None:
 
 
 def test_unit_has_the_required_settings() -> None:
-    """The unit is Type=notify with a watchdog, runs as a dynamic user and stops within 30 s."""
+    """The unit is Type=notify with a watchdog, runs as a dynamic user, may open 4096 files and stops within 30 s."""
     settings = _settings(UNIT.read_text(encoding="utf-8"))
     assert settings["Type"] == ["notify"]
     assert settings["Restart"] == ["on-failure"]
@@ -77,6 +77,7 @@ def test_unit_has_the_required_settings() -> None:
     assert settings["LoadCredential"]
     assert settings["Environment"][0] == "ORDERWATCH_CONFIG=/etc/orderwatch/orderwatch.toml"
     assert settings["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
+    assert int(settings["LimitNOFILE"][0]) >= 4096
     assert settings["SystemCallFilter"][0] == "@system-service"
     for key in ("ProtectSystem", "NoNewPrivileges", "PrivateTmp"):
         assert settings[key] in (["yes"], ["strict"]), key

@@ -8,12 +8,18 @@ database, JSON output, log lines — always in one form, the contract's ``2026-1
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
 Clock: TypeAlias = Callable[[], datetime]
 FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def monotonic() -> float:
+    """Seconds on a clock that never goes back, for deadlines and durations (not a time of day)."""
+    return time.monotonic()
 
 
 def now() -> datetime:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -36,6 +35,8 @@ from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.runtime import BlockReference, LoopContext, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Cycler, Joiner, Namespace
+
+from orderwatch import clock
 
 RENDER_SECONDS: Final = 1.0
 MAX_TEXT: Final = 64 * 1024
@@ -64,7 +65,7 @@ class TemplateLimitError(TemplateRuntimeError):
 
 @dataclass(slots=True)
 class Budget:
-    """What one render may spend: until ``deadline`` (``time.monotonic()``), values up to ``max_text`` in size, and
+    """What one render may spend: until ``deadline`` (``clock.monotonic()``), values up to ``max_text`` in size, and
     ``OUTPUT_FACTOR`` times that in all it outputs (into blocks and macros too); ``output`` is what it has so far."""
 
     deadline: float
@@ -75,7 +76,7 @@ class Budget:
     @classmethod
     def start(cls, seconds: float = RENDER_SECONDS, max_text: int = MAX_TEXT) -> Budget:
         """A budget of ``seconds`` from now."""
-        return cls(time.monotonic() + seconds, max_text, seconds)
+        return cls(clock.monotonic() + seconds, max_text, seconds)
 
     def spend(self, size: int) -> None:
         """Count ``size`` more characters of output; raise ``TemplateLimitError`` past the output volume."""
@@ -85,7 +86,7 @@ class Budget:
 
     def check(self) -> None:
         """Raise ``TemplateLimitError`` once the deadline has passed."""
-        if time.monotonic() > self.deadline:
+        if clock.monotonic() > self.deadline:
             raise TemplateLimitError(f"still running after {self.seconds:g} s (the time limit)")
 
     def fits(self, size: int, what: str) -> None:

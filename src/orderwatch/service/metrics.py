@@ -1,28 +1,50 @@
-"""Optional Prometheus metrics in the text exposition format, served on a loopback address (``[metrics] listen``).
+"""The daemon's metrics: counters and gauges in a private ``prometheus_client`` registry, served on a loopback port.
 
-No client library: a few counters and gauges kept in memory by the daemon, rendered on each scrape of ``/metrics``
-by a minimal HTTP/1.0 responder on anyio. Only loopback addresses are accepted: metrics name sources and channels.
+``prometheus_client`` writes the exposition text. Its own HTTP server is not used: it spends a thread per connection
+with no timeout, and at EMFILE its accept loop spins a core for as long as the connections are held. ``serve`` answers
+scrapes on the event loop instead, at most ``MAX_CONNECTIONS`` at a time (the rest wait in the kernel's backlog,
+holding none of the process's file descriptors), each within ``CONNECTION_DEADLINE``; an ``accept()`` that fails
+(too many open files, out of memory) pauses the listener for ``ACCEPT_PAUSE`` instead of ending it. Nothing a client
+does can end ``serve``.
+
+Label values are bounded: sources come from the config, kinds and outcomes are fixed, and a state that is not
+canonical is labelled ``other`` (``OTHER_STATE``), so an API that invents states cannot grow ``/metrics``.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+import structlog
+from anyio.streams.stapled import MultiListener
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
 
+from orderwatch.core.model import is_canonical
 from orderwatch.errors import ConfigError
 
 if TYPE_CHECKING:
     from orderwatch.delivery.deliverer import DeliveryReport
     from orderwatch.sweep.poller import PollResult
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_REQUEST = 8192
-READ_TIMEOUT = 5.0
+log = structlog.get_logger("orderwatch.service.metrics")
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+OTHER_STATE = "other"  # the label of every state that is not canonical
+MAX_REQUEST = 8192  # bytes of a request's head read, at most
+MAX_CONNECTIONS = 16  # connections answered at once
+CONNECTION_DEADLINE = 5.0  # seconds a connection may take, from accept to close
+ACCEPT_PAUSE = 0.5  # seconds the listener waits after accept() failed for want of descriptors or memory
+BACKLOG = 64  # connections the kernel queues before accept()
+_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -38,21 +60,15 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _labels(**labels: str) -> str:
-    def esc(v: str) -> str:
-        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
-
-
-def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{labels} {value:g}" for labels, value in samples]
-    return lines
+def state_label(state: str | None) -> str:
+    """The label value of a state: canonical states as they are, none as ``""``, any other as ``OTHER_STATE``."""
+    if not state:
+        return ""
+    return state if is_canonical(state) else OTHER_STATE
 
 
-class Metrics:
-    """The daemon's counters and gauges; ``render()`` is the exposition text."""
+class Metrics(Collector):
+    """The daemon's counters and gauges; ``render()`` is the exposition text of its private ``registry``."""
 
     def __init__(self) -> None:
         self.polls: Counter[tuple[str, str]] = Counter()  # (source, outcome)
@@ -61,22 +77,18 @@ class Metrics:
         self.outbox_depth = 0
         self.last_success: dict[str, float] = {}  # source → unix time
         self.poll_duration: dict[str, float] = {}  # source → seconds of the last poll
+        self.accept_errors: Counter[str] = Counter()  # errno name → accept() calls of the metrics server it failed
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def observe_poll(self, result: PollResult, now: float) -> None:
         """Count one poll by outcome (ok, partial, failed, auth_failed) and its events by kind and transition."""
         if result.ok:
-            outcome = "ok"
             self.last_success[result.source] = now
-        elif result.auth_failed:
-            outcome = "auth_failed"
-        elif result.requests or result.orders:
-            outcome = "partial"
-        else:
-            outcome = "failed"
-        self.polls[(result.source, outcome)] += 1
+        self.polls[(result.source, result.outcome.value)] += 1
         self.poll_duration[result.source] = result.duration
         for ev in result.events:
-            self.events[(ev.source, ev.kind, ev.from_state or "", ev.to_state or "")] += 1
+            self.events[(ev.source, ev.kind, state_label(ev.from_state), state_label(ev.to_state))] += 1
 
     def observe_delivery(self, report: DeliveryReport) -> None:
         """Count one delivery step's rows by outcome."""
@@ -84,87 +96,134 @@ class Metrics:
             if n:
                 self.deliveries[outcome] += n
 
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, for the registry."""
+        polls = CounterMetricFamily(
+            "orderwatch_polls",
+            "Polls by source and outcome (ok, partial, failed, auth_failed).",
+            labels=("source", "outcome"),
+        )
+        for (source, outcome), n in sorted(self.polls.items()):
+            polls.add_metric((source, outcome), n)
+        yield polls
+        events = CounterMetricFamily(
+            "orderwatch_events",
+            f'Events recorded, by source, kind and transition (a state that is not canonical is "{OTHER_STATE}").',
+            labels=("source", "kind", "from_state", "to_state"),
+        )
+        for labels, n in sorted(self.events.items()):
+            events.add_metric(labels, n)
+        yield events
+        deliveries = CounterMetricFamily(
+            "orderwatch_deliveries", "Outbox rows handled, by outcome (sent, retrying, failed).", labels=("outcome",)
+        )
+        for outcome, n in sorted(self.deliveries.items()):
+            deliveries.add_metric((outcome,), n)
+        yield deliveries
+        yield GaugeMetricFamily(
+            "orderwatch_outbox_pending", "Notifications waiting to be delivered.", value=self.outbox_depth
+        )
+        last = GaugeMetricFamily(
+            "orderwatch_last_success_timestamp_seconds",
+            "Unix time of the last successful poll, by source.",
+            labels=("source",),
+        )
+        for source, when in sorted(self.last_success.items()):
+            last.add_metric((source,), when)
+        yield last
+        duration = GaugeMetricFamily(
+            "orderwatch_poll_duration_seconds", "Duration of the last poll, by source.", labels=("source",)
+        )
+        for source, seconds in sorted(self.poll_duration.items()):
+            duration.add_metric((source,), seconds)
+        yield duration
+        accept = CounterMetricFamily(
+            "orderwatch_metrics_accept_errors",
+            "accept() calls of this metrics server that failed for want of file descriptors or memory, by errno.",
+            labels=("error",),
+        )
+        for error, n in sorted(self.accept_errors.items()):
+            accept.add_metric((error,), n)
+        yield accept
+
     def render(self) -> str:
         """The metrics in the Prometheus text format."""
-        lines = [
-            *_family(
-                "orderwatch_polls_total",
-                "counter",
-                "Polls by source and outcome (ok, partial, failed, auth_failed).",
-                ((_labels(source=s, outcome=o), n) for (s, o), n in sorted(self.polls.items())),
-            ),
-            *_family(
-                "orderwatch_events_total",
-                "counter",
-                "Events recorded, by source, kind and transition.",
-                (
-                    (_labels(source=s, kind=k, from_state=f, to_state=t), n)
-                    for (s, k, f, t), n in sorted(self.events.items())
-                ),
-            ),
-            *_family(
-                "orderwatch_deliveries_total",
-                "counter",
-                "Outbox rows handled, by outcome (sent, retrying, failed).",
-                ((_labels(outcome=o), n) for o, n in sorted(self.deliveries.items())),
-            ),
-            *_family(
-                "orderwatch_outbox_pending",
-                "gauge",
-                "Notifications waiting to be delivered.",
-                [("", self.outbox_depth)],
-            ),
-            *_family(
-                "orderwatch_last_success_timestamp_seconds",
-                "gauge",
-                "Unix time of the last successful poll, by source.",
-                ((_labels(source=s), t) for s, t in sorted(self.last_success.items())),
-            ),
-            *_family(
-                "orderwatch_poll_duration_seconds",
-                "gauge",
-                "Duration of the last poll, by source.",
-                ((_labels(source=s), d) for s, d in sorted(self.poll_duration.items())),
-            ),
-        ]
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
 
 
-async def _read_request(stream: anyio.abc.ByteStream) -> bytes:
+async def bind(listen: str) -> MultiListener[anyio.abc.SocketStream]:
+    """Listen on ``listen`` (loopback only): ConfigError for another host, OSError when the port cannot be had."""
+    host, port = parse_listen(listen)
+    return await anyio.create_tcp_listener(local_host=host, local_port=port, backlog=BACKLOG)
+
+
+def address(listener: MultiListener[anyio.abc.SocketStream]) -> tuple[str, int]:
+    """The host and port ``listener`` is bound to."""
+    bound = listener.extra(anyio.abc.SocketAttribute.local_address)  # noqa: S610 (anyio, not Django)
+    return str(bound[0]), int(bound[1])
+
+
+async def serve(metrics: Metrics, listener: MultiListener[anyio.abc.SocketStream]) -> None:
+    """Answer scrapes of ``metrics`` on ``listener`` (from ``bind``) until cancelled; then it is closed."""
+    sockets = [each for each in listener.listeners if isinstance(each, anyio.abc.SocketListener)]
+    slots = anyio.Semaphore(MAX_CONNECTIONS)
+    async with listener, anyio.create_task_group() as tg:
+        for each in sockets:
+            tg.start_soon(_accept_loop, metrics, each, slots, tg)
+
+
+async def _accept_loop(
+    metrics: Metrics, listener: anyio.abc.SocketListener, slots: anyio.Semaphore, tg: anyio.abc.TaskGroup
+) -> None:
+    failures = 0
+    while True:
+        await slots.acquire()
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            slots.release()
+            if exc.errno not in _SHORTAGE:
+                continue  # the client went away before accept(): nothing to wait for
+            error = errno.errorcode[exc.errno]
+            metrics.accept_errors[error] += 1
+            if failures == 0:
+                log.warning("metrics: cannot accept connections; pausing the listener", error=error, pause=ACCEPT_PAUSE)
+            failures += 1
+            await anyio.sleep(ACCEPT_PAUSE)
+            continue
+        if failures:
+            log.info("metrics: accepting connections again", failed_accepts=failures)
+            failures = 0
+        tg.start_soon(_answer, metrics, stream, slots)
+
+
+async def _answer(metrics: Metrics, stream: anyio.abc.SocketStream, slots: anyio.Semaphore) -> None:
+    try:
+        with anyio.move_on_after(CONNECTION_DEADLINE):
+            async with stream:
+                head = await _read_head(stream)
+                await stream.send(_response(metrics, head))
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass
+    except Exception:
+        log.exception("metrics: answering a scrape failed")
+    finally:
+        slots.release()
+
+
+async def _read_head(stream: anyio.abc.ByteStream) -> bytes:
     data = b""
-    with anyio.move_on_after(READ_TIMEOUT):
-        while b"\r\n\r\n" not in data and len(data) < MAX_REQUEST:
-            data += await stream.receive(MAX_REQUEST)
+    while b"\r\n\r\n" not in data and len(data) < MAX_REQUEST:
+        data += await stream.receive(MAX_REQUEST)
     return data
 
 
-async def _respond(metrics: Metrics, stream: anyio.abc.ByteStream) -> None:
-    async with stream:
-        try:
-            request = await _read_request(stream)
-            method, _, rest = request.partition(b" ")
-            path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
-            if method in (b"GET", b"HEAD") and path in (b"/metrics", b"/"):
-                status, body, ctype = "200 OK", metrics.render().encode(), CONTENT_TYPE
-            else:
-                status, body, ctype = "404 Not Found", b"not found: try /metrics\n", "text/plain; charset=utf-8"
-            head = f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            await stream.send(head.encode() + b"Connection: close\r\n\r\n" + (b"" if method == b"HEAD" else body))
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            return
-
-
-async def serve(
-    metrics: Metrics, listen: str, *, task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Serve ``metrics`` on ``listen`` (loopback only) until cancelled; reports the bound address when started."""
-    host, port = parse_listen(listen)
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-
-    async def handle(stream: anyio.abc.SocketStream) -> None:
-        await _respond(metrics, stream)
-
-    async with listener:
-        bound = listener.extra(anyio.abc.SocketAttribute.local_address)  # noqa: S610 (anyio, not Django)
-        task_status.started((str(bound[0]), int(bound[1])))
-        await listener.serve(handle)
+def _response(metrics: Metrics, request: bytes) -> bytes:
+    method, _, rest = request.partition(b" ")
+    path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
+    if method in (b"GET", b"HEAD") and path in (b"/metrics", b"/"):
+        status, body, ctype = "200 OK", metrics.render().encode(), CONTENT_TYPE
+    else:
+        status, body, ctype = "404 Not Found", b"not found: try /metrics\n", "text/plain; charset=utf-8"
+    head = f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    return head.encode() + (b"" if method == b"HEAD" else body)

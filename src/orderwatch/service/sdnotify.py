@@ -22,9 +22,10 @@ def notify(message: str) -> bool:
 
 
 def watchdog_interval() -> float | None:
-    """Seconds between ``WATCHDOG=1`` pings (half of ``$WATCHDOG_USEC``), or None when no watchdog is asked for."""
+    """Seconds between ``WATCHDOG=1`` pings (a quarter of ``$WATCHDOG_USEC``: a late ping or two still comes in
+    time), or None when no watchdog is asked for."""
     usec = os.environ.get("WATCHDOG_USEC", "")
     pid = os.environ.get("WATCHDOG_PID", "")
     if not usec.isdigit() or int(usec) == 0 or (pid.isdigit() and int(pid) != os.getpid()):
         return None
-    return int(usec) / 2_000_000
+    return int(usec) / 4_000_000

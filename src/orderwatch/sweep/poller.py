@@ -85,6 +85,11 @@ class PollResult:
     consistent: bool = False
     mode: Literal["full", "incremental"] = "full"
 
+    def __post_init__(self) -> None:
+        if (self.error is None) != (self.outcome is Outcome.OK):
+            must = "must" if self.error is None else "must not"
+            raise ValueError(f"a poll with outcome {self.outcome.value} {must} carry an error")
+
     @property
     def ok(self) -> bool:
         """True when the poll completed without error."""
