@@ -36,10 +36,14 @@ def decode(src: Source, body: bytes, *, screen: bool = True) -> Any:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:  # the stdlib accepts a few things orjson refuses (e.g. lone surrogates in strings)
-            return json.loads(body)
+        try:  # the stdlib accepts a few things orjson refuses (e.g. integers beyond 64 bits)
+            doc = json.loads(body)
+        except RecursionError:
+            raise MalformedResponse(src.name, "answer is JSON nested too deeply to read") from None
         except ValueError:
             pass
+        else:
+            return _valid_unicode(src, doc)
         head = body[:200].decode("utf-8", "replace").strip()
         if not head:
             raise MalformedResponse(src.name, "empty answer where JSON was expected") from None
@@ -47,7 +51,20 @@ def decode(src: Source, body: bytes, *, screen: bool = True) -> Any:
             raise MalformedResponse(src.name, "answer is HTML, not JSON (a proxy or error page?)") from None
         raise MalformedResponse(src.name, f"answer is not valid JSON ({exc.msg} at byte {exc.pos})") from None
     if screen and has_long_int(body):  # the stdlib keeps integers beyond 64 bits exact
-        return json.loads(body)
+        try:
+            return _valid_unicode(src, json.loads(body))
+        except RecursionError:
+            raise MalformedResponse(src.name, "answer is JSON nested too deeply to read") from None
+    return doc
+
+
+def _valid_unicode(src: Source, doc: Any) -> Any:
+    """``doc`` when every string in it can be stored and shown (UTF-8); the stdlib's parser lets a lone surrogate
+    such as ``"\\ud800"`` through, which would fail later, far from the answer that carried it."""
+    try:
+        orjson.dumps(doc)
+    except orjson.JSONEncodeError as exc:
+        raise MalformedResponse(src.name, f"answer holds text that is not valid Unicode ({exc})") from None
     return doc
 
 

@@ -16,8 +16,8 @@ import base64
 import email.utils
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, TypeVar
@@ -29,7 +29,7 @@ import stamina
 
 from orderwatch import __version__
 from orderwatch.core.model import Order, Page
-from orderwatch.errors import AuthError, HTTPStatusError, LimitExceeded, SourceError, TransportError
+from orderwatch.errors import AuthError, HTTPStatusError, LimitExceeded, MalformedResponse, SourceError, TransportError
 from orderwatch.sources import Request, Skip, Source, adapter_for
 
 USER_AGENT: Final = f"orderwatch/{__version__}"
@@ -272,6 +272,22 @@ async def with_retries(deadline: float, call: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@contextmanager
+def unreadable_is_malformed(src: Source) -> Iterator[None]:
+    """Whatever bytes an API sends end as a failure of that source with a reason, never as a crash of the poll:
+    a parser that runs out of stack or memory, or meets text that is not Unicode, is a ``MalformedResponse``."""
+    try:
+        yield
+    except RecursionError:
+        raise MalformedResponse(src.name, "answer is nested too deeply to read") from None
+    except MemoryError:
+        raise MalformedResponse(src.name, "answer is too large to read into memory") from None
+    except UnicodeError as exc:
+        raise MalformedResponse(
+            src.name, f"answer holds text that is not valid Unicode ({type(exc).__name__})"
+        ) from None
+
+
 async def fetch_page(
     client: httpx.AsyncClient, src: Source, req: Request, tally: Tally, deadline: float, skip: Skip | None = None
 ) -> Page:
@@ -279,7 +295,9 @@ async def fetch_page(
     adapter = adapter_for(src)
 
     async def once() -> Page:
-        return adapter.parse_list(src, await send(client, src, req, tally), skip=skip)
+        body = await send(client, src, req, tally)
+        with unreadable_is_malformed(src):
+            return adapter.parse_list(src, body, skip=skip)
 
     return await with_retries(deadline, once)
 
@@ -300,7 +318,8 @@ async def fetch_detail(client: httpx.AsyncClient, src: Source, key: str, tally: 
                 if exc.status == 404:
                     continue
                 raise
-            return adapter.parse_detail(src, body)
+            with unreadable_is_malformed(src):
+                return adapter.parse_detail(src, body)
         return None
 
     return await with_retries(deadline, once)
