@@ -100,7 +100,7 @@ BROKEN = [
     pytest.param(
         '[sources.ace]\nkind = "acedta"\nbase_url = "ftp://files.example.com"\n',
         [
-            'sources.ace.kind: expected one of "acedata", "lsky", got "acedta"',
+            'sources.ace.kind: expected one of "acedata", "lsky", "json", got "acedta"',
             'sources.ace.base_url: expected an http:// or https:// URL, got "ftp://files.example.com"',
         ],
         id="kind-and-url",
