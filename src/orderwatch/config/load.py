@@ -22,9 +22,11 @@ from orderwatch.config.schema import (
     ChannelConfig,
     DefaultsConfig,
     DeliveryConfig,
+    FiltersConfig,
     HealthConfig,
     LogConfig,
     MetricsConfig,
+    PagingConfig,
     RuleConfig,
     SourceConfig,
     resolve,
@@ -244,6 +246,7 @@ def _load_sources(
     problems: Problems, raw: dict[str, Any], defaults: DefaultsConfig, base_dir: Path, environ: Mapping[str, str]
 ) -> dict[str, SourceConfig]:
     keys = [k for k in (*SourceConfig.model_fields, "token_file", "token_credential") if k != "name"]
+    keys += [*PagingConfig.model_fields, *FiltersConfig.model_fields]  # "did you mean" inside paging, filters
     inherited = defaults.model_dump()
     sources = {}
     for name, table in raw.items():

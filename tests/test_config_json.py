@@ -1,0 +1,121 @@
+"""Config of ``kind = "json"`` sources: presets fill keys and explicit keys override them, bad values name the key
+and the value (exit 2), and ``check --connect`` names the key whose path finds nothing in what the API sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orderwatch.config import load_config
+from orderwatch.errors import ConfigError
+from orderwatch.simulator import SimServer
+from orderwatch.simulator.shops import ShopSimulator
+from tests.conftest import run_cli
+
+WOO = """
+[sources.shop]
+kind = "json"
+preset = "woocommerce"
+base_url = "https://shop.example.com"
+token = "ck_1:cs_2"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """``text`` as a config file (database in ``tmp_path``)."""
+    path = tmp_path / "orderwatch.toml"
+    path.write_text(f'database = "{tmp_path / "ow.db"}"\n' + text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    """The problem lines load_config reports for ``path``."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    return caught.value.problems
+
+
+def test_a_preset_fills_every_key_and_explicit_keys_override_it(tmp_path: Path) -> None:
+    """``preset = "woocommerce"`` gives path, auth, paging, filters and states; a key of the source's own table
+    replaces the preset's, and its ``paging``/``states`` tables merge key by key."""
+    src = load_config(write(tmp_path, WOO), environ={}).sources["shop"]
+    assert src.api is not None and src.auth == "basic" and not src.incremental
+    assert src.api.path == "/wp-json/wc/v3/orders" and src.api.paging.style == "page"
+    assert src.api.paging.total == "header:X-WP-Total" and src.api.filters.state_param == "status"
+    assert src.states["processing"] == "Paid"
+    text = WOO + 'path = "/shop/wp-json/wc/v3/orders"\nstates = { processing = "Pending" }\n'
+    text += '[sources.shop.paging]\nsort = { orderby = "id" }\n'
+    src = load_config(write(tmp_path, text), environ={}).sources["shop"]
+    assert src.api is not None and src.api.path == "/shop/wp-json/wc/v3/orders"
+    assert src.states["processing"] == "Pending" and src.states["completed"] == "Finished"
+    assert dict(src.api.paging.sort) == {"orderby": "id"} and src.api.paging.max_size == 100
+
+
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        ('preset = "woocomerce"\n', 'sources.shop.preset: unknown preset (did you mean "woocommerce"?)'),
+        (
+            'auth = "token"\n',
+            'sources.shop.auth: expected "bearer", "basic", "header:NAME" or "query:NAME", got "token"',
+        ),
+        (
+            "page_size = 500\n",
+            "sources.shop.page_size: the API takes at most 100 orders a page (paging.max_size), got 500",
+        ),
+        ('[sources.shop.paging]\nstyle = "scroll"\n', "sources.shop.paging.style: expected "),
+        ('[sources.shop.paging]\ntotal = "header:"\n', 'sources.shop.paging.total: expected "header:NAME"'),
+        ('detail_path = "/orders/1"\n', 'sources.shop.detail_path: must hold "{key}"'),
+        ("incremental = true\n", 'sources.shop.incremental: incremental polls are not available for kind = "json"'),
+        (
+            '[sources.shop.filters]\nstate_parm = "status"\n',
+            'sources.shop.filters.state_parm: unknown key (did you mean "state_param"?)',
+        ),
+    ],
+)
+def test_a_bad_json_key_names_the_key_and_the_value(tmp_path: Path, extra: str, line: str) -> None:
+    """Each bad value of a json source is one problem line naming its key (and the value where it can be shown)."""
+    text = WOO.replace('preset = "woocommerce"\n', "") + 'path = "/x"\n' if extra.startswith("preset") else WOO
+    lines = problems_of(write(tmp_path, text + extra))
+    assert any(found.startswith(line) for found in lines), lines
+
+
+def test_json_keys_on_another_kind_and_a_json_source_without_path_are_problems(tmp_path: Path) -> None:
+    """``items`` on an acedata source is refused; a json source without preset must say its ``path``."""
+    text = '[sources.ace]\nkind = "acedata"\nbase_url = "https://a.example.com"\nitems = "data"\n'
+    text += '[sources.api]\nkind = "json"\nbase_url = "https://b.example.com"\n'
+    lines = problems_of(write(tmp_path, text))
+    assert 'sources.ace.items: only for kind = "json"' in lines
+    assert any(line.startswith("sources.api.path: required for kind") for line in lines), lines
+
+
+def test_the_cli_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
+    """``orderwatch check`` with a bad json key exits 2 and names the key and value."""
+    ran = run_cli(write(tmp_path, WOO + '[sources.shop.paging]\nstyle = "scroll"\n'), "check")
+    assert ran.code == 2
+    assert "sources.shop.paging.style" in ran.err and "scroll" in ran.err
+
+
+def test_check_connect_names_the_key_whose_path_finds_nothing_and_the_fields_sent(tmp_path: Path) -> None:
+    """Against the simulated WooCommerce, a ``state`` path naming no field says so with the fields the first order
+    has; a right config says OK; a wrong token is an auth failure that names the token keys; the token is never
+    printed."""
+    sim = ShopSimulator("woocommerce", seed=2)
+    sim.create(3)
+    with SimServer(sim) as server:
+        base = (
+            f'[sources.shop]\nkind = "json"\npreset = "woocommerce"\nbase_url = "{server.url}"\ntoken = "{sim.token}"\n'
+        )
+        ok = run_cli(write(tmp_path, base), "check", "--connect")
+        assert ok.code == 0 and "shop: OK" in ok.out, ok.out + ok.err
+        wrong = run_cli(write(tmp_path, base + 'state = "state"\n'), "check", "--connect")
+        assert wrong.code == 1
+        assert "sources.shop.state: no field `state` in the first order; fields are id, parent_id, status" in wrong.out
+        items = run_cli(write(tmp_path, base + 'items = "orders"\n'), "check", "--connect")
+        assert "sources.shop.items: no list at `orders`" in items.out and "it is a JSON list" in items.out
+        bad = base.replace(sim.token, "ck_x:cs_y")
+        denied = run_cli(write(tmp_path, bad), "check", "--connect")
+        assert denied.code == 1 and "token rejected (401" in denied.out, denied.out
+        for ran in (ok, wrong, items, denied):
+            assert sim.token not in ran.out + ran.err
