@@ -99,7 +99,7 @@ def test_the_cli_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
 
 def test_check_connect_names_the_key_whose_path_finds_nothing_and_the_fields_sent(tmp_path: Path) -> None:
     """Against the simulated WooCommerce, a ``state`` path naming no field says so with the fields the first order
-    has; a right config says OK; a wrong token is an auth failure that names the token keys; the token is never
+    has; a right config says OK; an optional path that finds nothing is a warning; a wrong token is an auth failure that names the token keys; the token is never
     printed."""
     sim = ShopSimulator("woocommerce", seed=2)
     sim.create(3)
@@ -114,6 +114,9 @@ def test_check_connect_names_the_key_whose_path_finds_nothing_and_the_fields_sen
         assert "sources.shop.state: no field `state` in the first order; fields are id, parent_id, status" in wrong.out
         items = run_cli(write(tmp_path, base + 'items = "orders"\n'), "check", "--connect")
         assert "sources.shop.items: no list at `orders`" in items.out and "it is a JSON list" in items.out
+        optional = run_cli(write(tmp_path, base + 'created = "made_at"\n'), "check", "--connect")
+        assert optional.code == 0, optional.out
+        assert "WARNING — sources.shop.created: no time at `made_at` in the first order; fields are " in optional.out
         bad = base.replace(sim.token, "ck_x:cs_y")
         denied = run_cli(write(tmp_path, bad), "check", "--connect")
         assert denied.code == 1 and "token rejected (401" in denied.out, denied.out

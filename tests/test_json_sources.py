@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from orderwatch.config import Config, load_config
+from orderwatch.core import render
+from orderwatch.delivery.deliverer import details_for
 from orderwatch.simulator import SimServer
 from orderwatch.simulator.shops import GenericOptions, ShopSimulator
 from orderwatch.simulator.state import Faults, SimChange
@@ -227,3 +229,28 @@ async def test_a_failing_later_page_reports_nothing_vanished_and_a_fault_is_retr
             assert all(e.kind != "vanished" for e in done.events)
             assert {e.order_id for e in done.events if e.kind == "appeared"} <= set(sim.order_keys()) - set(keys)
             assert not (await poller.poll(src)).events
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+async def test_the_default_notice_of_each_preset_shows_amount_currency_customer_and_payment(
+    tmp_path: Path, preset: str
+) -> None:
+    """A new order's default notice, rendered with its source's adapter lines, has the amount with its currency,
+    the customer and the payment method as the preset's API writes them."""
+    sim = ShopSimulator(preset, seed=5)  # type: ignore[arg-type]
+    sim.create(2)
+    with SimServer(sim) as server:
+        conf = write_config(tmp_path, "shop", preset_keys(preset, sim, server.url))
+        async with polling(conf) as poller:
+            assert (await poller.poll(conf.sources["shop"])).baseline
+            key = sim.create(1)[0]
+            result = await poller.poll(conf.sources["shop"])
+    (event,) = result.events
+    assert event.order_id == key
+    body = render.render_event(event, title=None, body=None, details=details_for(conf.sources)(event, event.order()))
+    lines = dict(line.split(": ", 1) for line in body.body.splitlines())
+    currency = {"woocommerce": "EUR", "stripe-payment-intents": "USD"}.get(preset, "USD")
+    assert lines["Amount"].endswith(f" {currency}") and lines["Amount"][0].isdigit(), body.body
+    order = event.order()
+    has_customer = preset != "stripe-payment-intents" or order.get("customer") or order.get("receipt_email")
+    assert ("Customer" in lines) == bool(has_customer) and lines["Payment"], body.body

@@ -379,6 +379,22 @@ def describe_error(body: bytes) -> str | None:
         return None
 
 
+def first_order_notes(src: Source, order: Any) -> list[str]:
+    """For ``check --connect``: what the first order says of the optional paths (``created``, ``updated``) and of
+    the state mapping; empty when all is well. (A wrong ``items``, ``key`` or ``state`` fails the page itself.)"""
+    api = _api(src)
+    notes = []
+    for what, path in (("created", api.created), ("updated", api.updated)):
+        if path and time_text(dig(order, path)) is None:
+            found = dig(order, path)
+            said = fields_of(order) if found is _MISSING else f"it holds {found!r:.40}, not a time"
+            notes.append(f"sources.{src.name}.{what}: no time at `{path}` in the first order; {said}")
+    raw = _parse.scalar_text(dig(order, api.state))
+    if raw is not None and raw.casefold() not in src.states:
+        notes.append(f"sources.{src.name}.states: the first order's state `{raw}` is not mapped (kept as it is)")
+    return notes
+
+
 # ---------------------------------------------------------------------------------------------- for people
 
 
