@@ -98,9 +98,9 @@ def test_the_cli_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
 
 
 def test_check_connect_names_the_key_whose_path_finds_nothing_and_the_fields_sent(tmp_path: Path) -> None:
-    """Against the simulated WooCommerce, a ``state`` path naming no field says so with the fields the first order
-    has; a right config says OK; an optional path that finds nothing is a warning; a wrong token is an auth failure that names the token keys; the token is never
-    printed."""
+    """Against the simulated WooCommerce, a ``state`` path naming no field says so with the fields the first
+    order has; a right config says OK; an optional path that finds nothing is a warning; a wrong token is an auth
+    failure that names the token keys; the token is never printed."""
     sim = ShopSimulator("woocommerce", seed=2)
     sim.create(3)
     with SimServer(sim) as server:
