@@ -296,3 +296,20 @@ async def test_rows_shifting_during_a_sweep_make_no_false_event_and_miss_none(tm
             assert len(events) == len(set(events))  # nothing reported twice
             assert set(events) == net_changes(sim.history[start:], dict(src.states))
             assert not (await poller.poll(src)).events
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+async def test_an_incremental_poll_asked_of_a_json_source_is_a_full_sweep(tmp_path: Path, preset: str) -> None:
+    """``poll --incremental`` on a json source sweeps the whole list (the planner knows only the seed APIs) and
+    still reports the change."""
+    sim = ShopSimulator(preset, seed=4)  # type: ignore[arg-type]
+    keys = sim.create(5)
+    with SimServer(sim) as server:
+        conf = write_config(tmp_path, "shop", preset_keys(preset, sim, server.url))
+        async with polling(conf) as poller:
+            assert (await poller.poll(conf.sources["shop"])).baseline
+            start = len(sim.history)
+            sim.move(keys[0], sim.transitions[sim.state_of(keys[0]) or ""][-1], force=True)
+            result = await poller.poll(conf.sources["shop"], full=False)
+    assert result.mode == "full", result
+    assert got(result) == net_changes(sim.history[start:], dict(conf.sources["shop"].states))
