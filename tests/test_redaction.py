@@ -65,7 +65,8 @@ def api() -> Iterator[HostileApi]:
 
 
 def test_a_token_quoted_back_by_a_401_is_in_no_output(tmp_path: Path, api: HostileApi) -> None:
-    """poll, check --connect, status (table and JSON) and the poll's log lines mask the token in every form."""
+    """poll, check --connect, status (table and JSON), the poll's log lines and the database mask the token in
+    every form."""
     cfg = hostile_config(tmp_path / "ow.toml", api.url, TOKEN)
     assert run_cli(cfg, "poll", "--full").code == 0
     api.error = echo_401
@@ -85,6 +86,8 @@ def test_a_token_quoted_back_by_a_401_is_in_no_output(tmp_path: Path, api: Hosti
     assert b"Invalid token" in outputs["status"]
     assert {label: leaked(out) for label, out in outputs.items() if leaked(out)} == {}
     assert all(request.token == TOKEN for request in api.requests)
+    database = (tmp_path / "ow.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("ow.db-*"))
+    assert leaked(database) == [], "the stored last_error holds the token"
 
 
 def test_a_token_in_an_order_is_masked_in_tables_json_and_notices(tmp_path: Path, api: HostileApi) -> None:

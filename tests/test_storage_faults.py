@@ -260,15 +260,16 @@ def test_store_open_turns_file_system_errors_into_store_errors(tmp_path: Path) -
 
 
 def test_a_database_from_a_newer_orderwatch_is_a_clear_cli_error(config_file: Path, tmp_path: Path) -> None:
-    """Commands on a database that a newer orderwatch migrated fail with one line saying to upgrade, no traceback."""
+    """Commands on a database that a newer orderwatch migrated exit 2 with one line saying to upgrade, no
+    traceback; the daemon too."""
     database = tmp_path / "ow.db"
     Store.open(database).close()
     with closing(sqlite3.connect(database)) as db, db:
         db.execute(
             "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('orderwatch', '0099_future', '')"
         )
-    for args in (("poll",), ("changes",), ("status",)):
+    for args in (("poll",), ("changes",), ("status",), ("run",)):
         ran = run_cli(config_file, *args, timeout=30)
         assert "Traceback" not in ran.err, (args, ran.err)
-        assert ran.code != 0, (args, ran.err)
+        assert ran.code == 2, (args, ran.err)
         assert "0099_future" in ran.err and "upgrade orderwatch" in ran.err, (args, ran.err)

@@ -16,7 +16,7 @@ import click
 from orderwatch import __version__
 from orderwatch.cli.options import given, global_options
 from orderwatch.cli.output import FORMATS, say
-from orderwatch.errors import ConfigError, OrderwatchError, StoreError
+from orderwatch.errors import ConfigError, OrderwatchError, SchemaTooNew, StoreError
 
 if TYPE_CHECKING:
     from orderwatch.cli.output import Format
@@ -110,6 +110,8 @@ def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
         _private_folders(database)
     try:
         return Store.open(database, readonly=readonly)
+    except SchemaTooNew as exc:
+        _fail(str(exc), EXIT_USAGE)  # not a failure to retry: this orderwatch is older than the database
     except StoreError as exc:
         _fail(str(exc))
 
@@ -394,8 +396,10 @@ def run_cmd(ctx: click.Context) -> None:
 
     SIGHUP reloads the configuration (a bad new config is logged and the old one kept).
     """
+    from orderwatch.service import hangup
     from orderwatch.service.daemon import run_daemon
 
+    hangup.install()  # before the config is read: a SIGHUP while starting must not end the process
     conf = _load(ctx, deep=True)
     sys.exit(run_daemon(conf, config_path=given(ctx, "config"), database=given(ctx, "database")))
 

@@ -42,7 +42,7 @@ from orderwatch import clock, sweep
 from orderwatch.config import secrets_of
 from orderwatch.core import health
 from orderwatch.core.rules import router
-from orderwatch.errors import ConfigError, OrderwatchError, StoreError
+from orderwatch.errors import ConfigError, OrderwatchError, SchemaTooNew, StoreError
 from orderwatch.service import hangup, sdnotify
 from orderwatch.service.log import register_secrets, scrub
 from orderwatch.service.metrics import Metrics
@@ -87,6 +87,9 @@ def run_daemon(conf: Config, *, config_path: str | None, database: str | None, g
             log.info("starting", pid=os.getpid(), database=path)
             daemon = Daemon(conf, config_path=config_path, database=database, grace=grace, hangups=hangups)
             return anyio.run(daemon.main, backend="asyncio")
+    except SchemaTooNew as exc:
+        log.error("cannot use the database", error=str(exc))
+        return 2  # a restart cannot help: systemd's RestartPreventExitStatus=2 keeps it down
     except StoreError as exc:
         log.error("cannot use the database", error=str(exc))
         return 1

@@ -51,6 +51,9 @@ class _Server(ThreadingHTTPServer):
         """Clients hanging up (or the server stopping under them) are normal here: stay quiet."""
 
 
+MAX_BODY = 1 << 20  # a request body the simulator reads (and ignores) before it answers; larger ones close
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: benchmarks page through 100k orders
     timeout = 120
@@ -63,7 +66,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("GET")
 
     def do_POST(self) -> None:
-        self.close_connection = True  # the body is not read
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= MAX_BODY:
+            self.rfile.read(length)  # read, so that the answer is not met by a reset from unread bytes
+        else:
+            self.close_connection = True
         self._serve(self.command)
 
     do_PUT = do_PATCH = do_DELETE = do_POST

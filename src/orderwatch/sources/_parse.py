@@ -62,9 +62,9 @@ def _valid_unicode(src: Source, doc: Any) -> Any:
     """``doc`` when every string in it can be stored and shown (UTF-8); the stdlib's parser lets a lone surrogate
     such as ``"\\ud800"`` through, which would fail later, far from the answer that carried it."""
     try:
-        orjson.dumps(doc)
-    except orjson.JSONEncodeError as exc:
-        raise MalformedResponse(src.name, f"answer holds text that is not valid Unicode ({exc})") from None
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedResponse(src.name, "answer holds text that is not valid Unicode (a lone surrogate)") from None
     return doc
 
 

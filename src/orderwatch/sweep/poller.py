@@ -27,6 +27,7 @@ import httpx
 import structlog
 
 from orderwatch import clock
+from orderwatch.config.secrets import redact
 from orderwatch.core.diff import diff
 from orderwatch.core.model import Change, Event, Known, Observation, Order, is_canonical
 from orderwatch.core.rules import Router, no_routes
@@ -386,7 +387,8 @@ class Poller:
     ) -> PollResult:
         duration = time.monotonic() - started
         # logged when a failure starts or changes; the same failure again is only a debug line (no log storm)
-        again = state is not None and state.failures > 0 and state.last_error == str(exc)
+        reason = redact(str(exc))  # a server may quote a secret back (a 401 body): never stored or logged
+        again = state is not None and state.failures > 0 and state.last_error == reason
         (log.debug if again else log.warning)(
             "poll failed",
             source=src.name,
@@ -396,7 +398,7 @@ class Poller:
         )
         if not dry_run:
             try:
-                await anyio.to_thread.run_sync(lambda: self.store.record_failure(src.name, str(exc), now=self.now()))
+                await anyio.to_thread.run_sync(lambda: self.store.record_failure(src.name, reason, now=self.now()))
             except StoreError as store_exc:
                 log.error("store unavailable", source=src.name, error=str(store_exc))
         outcome = Outcome.AUTH_FAILED if isinstance(exc, AuthError) else Outcome.FAILED
