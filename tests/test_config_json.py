@@ -122,3 +122,27 @@ def test_check_connect_names_the_key_whose_path_finds_nothing_and_the_fields_sen
         assert denied.code == 1 and "token rejected (401" in denied.out, denied.out
         for ran in (ok, wrong, items, denied):
             assert sim.token not in ran.out + ran.err
+
+
+def test_the_cli_polls_a_preset_source_baseline_then_one_event_per_change(tmp_path: Path) -> None:
+    """``orderwatch poll`` against the simulated Paddle API: a silent baseline, then each change once as an
+    ndjson event with raw and canonical states and the order as the API sent it."""
+    sim = ShopSimulator("paddle-transactions", seed=6)
+    keys = sim.create(4, state="ready")
+    with SimServer(sim) as server:
+        text = f'[sources.billing]\nkind = "json"\npreset = "paddle-transactions"\nbase_url = "{server.url}"\n'
+        config = write(tmp_path, text + 'token = "${PADDLE_KEY}"\npage_size = 3\n')
+        env = {"PADDLE_KEY": sim.token}
+        first = run_cli(config, "poll", "--format", "ndjson", env=env)
+        assert first.code == 0 and first.ndjson() == [], first.err
+        sim.move(keys[1], "paid")
+        ran = run_cli(config, "poll", "--format", "ndjson", env=env)
+    assert ran.code == 0, ran.err
+    (event,) = ran.ndjson()
+    assert (event["order_id"], event["kind"], event["raw_from"], event["raw_to"]) == (
+        keys[1],
+        "transition",
+        "ready",
+        "paid",
+    )
+    assert (event["from_state"], event["to_state"]) == ("Pending", "Paid") and event["order"]["id"] == keys[1]
