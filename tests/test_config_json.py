@@ -146,3 +146,14 @@ def test_the_cli_polls_a_preset_source_baseline_then_one_event_per_change(tmp_pa
         "paid",
     )
     assert (event["from_state"], event["to_state"]) == ("Pending", "Paid") and event["order"]["id"] == keys[1]
+
+
+def test_check_connect_says_when_an_empty_first_page_leaves_the_paths_unchecked(tmp_path: Path) -> None:
+    """A json source whose list is empty passes ``check --connect`` with a warning that its paths are unchecked."""
+    sim = ShopSimulator("stripe-payment-intents", seed=1)
+    with SimServer(sim) as server:
+        text = f'[sources.pay]\nkind = "json"\npreset = "stripe-payment-intents"\nbase_url = "{server.url}"\n'
+        ran = run_cli(write(tmp_path, text + 'token = "${K}"\n'), "check", "--connect", env={"K": sim.token})
+    assert ran.code == 0, ran.out + ran.err
+    assert "pay: OK — 0 orders on the first page" in ran.out
+    assert "pay: WARNING — the first page has no order: the key, state and time paths could not be checked" in ran.out

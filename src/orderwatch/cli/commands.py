@@ -99,8 +99,10 @@ async def check_sources(conf: Config) -> list[tuple[str, bool]]:
 
 def json_notes(src: Source, page: Page) -> list[str]:
     """A ``kind = "json"`` source's notes on its first order (optional paths that find nothing, unmapped state)."""
-    if src.api is None or not page.orders:
+    if src.api is None:
         return []
+    if not page.orders:
+        return ["the first page has no order: the key, state and time paths could not be checked"]
     return json_api.first_order_notes(src, orjson.loads(page.orders[0].raw_json))
 
 

@@ -204,7 +204,7 @@ def follow(src: Source, page: Page) -> Request:
     token = page.next
     if token is None:
         raise MalformedResponse(src.name, "no next page to follow")
-    if api.paging.style == "link" or token.startswith(("http://", "https://", "/")):
+    if api.paging.style == "link" or token.startswith(("http://", "https://")):  # (a bare "/…" may be base64)
         url = urljoin(src.base_url + api.path, token)
         if not same_origin(url, src.base_url):
             where = urlsplit(url)

@@ -88,6 +88,9 @@ def test_cursor_paging_takes_the_last_key_or_a_body_value_and_a_url_is_followed_
     assert page.next == "1"
     req = generic.follow(src, page)
     assert ("starting_after", "1") in req.params and req.url is None
+    opaque = source(api(style="cursor", cursor="next", cursor_param="after"))
+    req = generic.follow(opaque, parse(opaque, {"data": rows(3), "next": "/xY+9=="}))
+    assert ("after", "/xY+9==") in req.params and req.url is None  # a base64 cursor, not a path
     by_url = source(api(style="cursor", cursor="meta.next", has_more="meta.more"))
     page = parse(by_url, {"data": rows(3), "meta": {"next": f"{BASE}/orders?after=1&per_page=3", "more": True}})
     assert generic.follow(by_url, page).url == f"{BASE}/orders?after=1&per_page=3"
