@@ -159,6 +159,19 @@ GENERIC: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass
+class Counting(Faults):
+    """The simulator's faults, counting those served."""
+
+    served: int = 0
+
+    def pick(self, api: str) -> str | None:
+        """The simulator's choice, counted when it is a fault."""
+        kind = super().pick(api)
+        self.served += kind is not None
+        return kind
+
+
 def generic_keys(options: GenericOptions, url: str, token: str) -> dict[str, Any]:
     """A fully generic config (no preset) describing the simulated API ``options``."""
     paging: dict[str, Any] = {
@@ -313,3 +326,34 @@ async def test_an_incremental_poll_asked_of_a_json_source_is_a_full_sweep(tmp_pa
             result = await poller.poll(conf.sources["shop"], full=False)
     assert result.mode == "full", result
     assert got(result) == net_changes(sim.history[start:], dict(conf.sources["shop"].states))
+
+
+@pytest.mark.usefixtures("instant_retries")
+@pytest.mark.parametrize("case", ["offset", "page", "cursor-last-key", "cursor-token", "link"])
+async def test_faulty_answers_are_retried_and_never_make_a_false_event(tmp_path: Path, case: str) -> None:
+    """With 30% of the answers failing (5xx, 429, HTML, truncated JSON, error bodies) over rounds of random
+    changes: no order that exists is reported vanished, none appears twice, and after one clean poll the snapshot
+    is exactly the simulator's orders in their raw states."""
+    options = generic_options(case)
+    sim = ShopSimulator("generic", seed=13, options=options)
+    sim.create(12)
+    with SimServer(sim) as server:
+        conf = write_config(tmp_path, "api", generic_keys(options, server.url, sim.token), page_size=4)
+        src = conf.sources["api"]
+        async with polling(conf) as poller:
+            assert (await poller.poll(src)).baseline
+            kinds = {"http500", "http503", "rate_limit", "html", "truncated", "error_body"}
+            sim.faults = faults = Counting(rate=0.3, kinds=kinds, rng=sim.faults.rng, queue=sim.faults.queue)
+            appeared: list[str] = []
+            for _ in range(8):
+                sim.step(8)
+                result = await poller.poll(src)
+                alive = set(sim.order_keys())
+                assert not [e for e in result.events if e.kind == "vanished" and e.order_id in alive]
+                appeared += [e.order_id for e in result.events if e.kind == "appeared"]
+            assert faults.served >= 3 and len(appeared) == len(set(appeared))
+            faults.rate = 0.0
+            final = await poller.poll(src)
+            assert final.ok, final.error
+            stored = {row.key: row.raw_state for row in poller.store.orders("api")}
+    assert stored == {key: sim.state_of(key) for key in sim.order_keys()}
