@@ -4,6 +4,8 @@ with a failing page reports nothing vanished, faults are retried, and ``check --
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from orderwatch.delivery.deliverer import details_for
 from orderwatch.simulator import SimServer
 from orderwatch.simulator.shops import GenericOptions, ShopSimulator
 from orderwatch.simulator.state import Faults, SimChange
+from orderwatch.sources import Source
 from orderwatch.sweep.poller import Outcome, Poller, PollResult
 from tests.test_faults import instant_retries, polling  # noqa: F401 (a fixture)
 
@@ -284,31 +287,41 @@ async def test_the_default_notice_of_each_preset_shows_amount_currency_customer_
     assert ("Customer" in lines) == bool(has_customer) and lines["Payment"], body.body
 
 
-@pytest.mark.usefixtures("instant_retries")
-@pytest.mark.parametrize("case", ["offset", "page-no-total", "cursor-last-key"])
-async def test_rows_shifting_during_a_sweep_make_no_false_event_and_miss_none(tmp_path: Path, case: str) -> None:
-    """Orders created and moved while a sweep pages (rows pushed down, rows seen twice) give no false event and
-    no duplicate; over this poll and the next, every net change is reported exactly once."""
+@asynccontextmanager
+async def baselined(
+    tmp_path: Path, case: str, *, seed: int, orders: int
+) -> AsyncIterator[tuple[ShopSimulator, Poller, Source]]:
+    """The simulated generic API of ``case`` with ``orders`` orders, on loopback, and a poller that has taken the
+    baseline of a generic config describing it."""
     options = generic_options(case)
-    sim = ShopSimulator("generic", seed=9, options=options)
-    sim.create(14)
+    sim = ShopSimulator("generic", seed=seed, options=options)
+    sim.create(orders)
     with SimServer(sim) as server:
         conf = write_config(tmp_path, "api", generic_keys(options, server.url, sim.token), page_size=4)
         src = conf.sources["api"]
         async with polling(conf) as poller:
             assert (await poller.poll(src)).baseline
-            start = len(sim.history)
-            sim.step(6)
-            sim.faults.queue["generic"].extend([None, "drift_insert", None, "drift_insert"])  # type: ignore[list-item]
-            stepped = len(sim.history)
-            during = await poller.poll(src)
-            assert sum(ch.kind == "created" for ch in sim.history[stepped:]) >= 2  # the drift happened mid-sweep
-            after = await poller.poll(src)
-            assert after.ok, after.error
-            events = [got_one for result in (during, after) for got_one in got(result)]
-            assert len(events) == len(set(events))  # nothing reported twice
-            assert set(events) == net_changes(sim.history[start:], dict(src.states))
-            assert not (await poller.poll(src)).events
+            yield sim, poller, src
+
+
+@pytest.mark.usefixtures("instant_retries")
+@pytest.mark.parametrize("case", ["offset", "page-no-total", "cursor-last-key"])
+async def test_rows_shifting_during_a_sweep_make_no_false_event_and_miss_none(tmp_path: Path, case: str) -> None:
+    """Orders created and moved while a sweep pages (rows pushed down, rows seen twice) give no false event and
+    no duplicate; over this poll and the next, every net change is reported exactly once."""
+    async with baselined(tmp_path, case, seed=9, orders=14) as (sim, poller, src):
+        start = len(sim.history)
+        sim.step(6)
+        sim.faults.queue["generic"].extend([None, "drift_insert", None, "drift_insert"])  # type: ignore[list-item]
+        stepped = len(sim.history)
+        during = await poller.poll(src)
+        assert sum(ch.kind == "created" for ch in sim.history[stepped:]) >= 2  # the drift happened mid-sweep
+        after = await poller.poll(src)
+        assert after.ok, after.error
+        events = [got_one for result in (during, after) for got_one in got(result)]
+        assert len(events) == len(set(events))  # nothing reported twice
+        assert set(events) == net_changes(sim.history[start:], dict(src.states))
+        assert not (await poller.poll(src)).events
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
@@ -334,26 +347,19 @@ async def test_faulty_answers_are_retried_and_never_make_a_false_event(tmp_path:
     """With 30% of the answers failing (5xx, 429, HTML, truncated JSON, error bodies) over rounds of random
     changes: no order that exists is reported vanished, none appears twice, and after one clean poll the snapshot
     is exactly the simulator's orders in their raw states."""
-    options = generic_options(case)
-    sim = ShopSimulator("generic", seed=13, options=options)
-    sim.create(12)
-    with SimServer(sim) as server:
-        conf = write_config(tmp_path, "api", generic_keys(options, server.url, sim.token), page_size=4)
-        src = conf.sources["api"]
-        async with polling(conf) as poller:
-            assert (await poller.poll(src)).baseline
-            kinds = {"http500", "http503", "rate_limit", "html", "truncated", "error_body"}
-            sim.faults = faults = Counting(rate=0.3, kinds=kinds, rng=sim.faults.rng, queue=sim.faults.queue)
-            appeared: list[str] = []
-            for _ in range(8):
-                sim.step(8)
-                result = await poller.poll(src)
-                alive = set(sim.order_keys())
-                assert not [e for e in result.events if e.kind == "vanished" and e.order_id in alive]
-                appeared += [e.order_id for e in result.events if e.kind == "appeared"]
-            assert faults.served >= 3 and len(appeared) == len(set(appeared))
-            faults.rate = 0.0
-            final = await poller.poll(src)
-            assert final.ok, final.error
-            stored = {row.key: row.raw_state for row in poller.store.orders("api")}
+    async with baselined(tmp_path, case, seed=13, orders=12) as (sim, poller, src):
+        kinds = {"http500", "http503", "rate_limit", "html", "truncated", "error_body"}
+        sim.faults = faults = Counting(rate=0.3, kinds=kinds, rng=sim.faults.rng, queue=sim.faults.queue)
+        appeared: list[str] = []
+        for _ in range(8):
+            sim.step(8)
+            result = await poller.poll(src)
+            alive = set(sim.order_keys())
+            assert not [e for e in result.events if e.kind == "vanished" and e.order_id in alive]
+            appeared += [e.order_id for e in result.events if e.kind == "appeared"]
+        assert faults.served >= 3 and len(appeared) == len(set(appeared))
+        faults.rate = 0.0
+        final = await poller.poll(src)
+        assert final.ok, final.error
+        stored = {row.key: row.raw_state for row in poller.store.orders("api")}
     assert stored == {key: sim.state_of(key) for key in sim.order_keys()}
