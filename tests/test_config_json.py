@@ -60,10 +60,6 @@ def test_a_preset_fills_every_key_and_explicit_keys_override_it(tmp_path: Path) 
             'auth = "token"\n',
             'sources.shop.auth: expected "bearer", "basic", "header:NAME" or "query:NAME", got "token"',
         ),
-        (
-            "page_size = 500\n",
-            "sources.shop.page_size: the API takes at most 100 orders a page (paging.max_size), got 500",
-        ),
         ('[sources.shop.paging]\nstyle = "scroll"\n', "sources.shop.paging.style: expected "),
         ('[sources.shop.paging]\ntotal = "header:"\n', 'sources.shop.paging.total: expected "header:NAME"'),
         ('detail_path = "/orders/1"\n', 'sources.shop.detail_path: must hold "{key}"'),
@@ -157,3 +153,20 @@ def test_check_connect_says_when_an_empty_first_page_leaves_the_paths_unchecked(
     assert ran.code == 0, ran.out + ran.err
     assert "pay: OK — 0 orders on the first page" in ran.out
     assert "pay: WARNING — the first page has no order: the key, state and time paths could not be checked" in ran.out
+
+
+def test_the_readme_examples_of_watching_another_api_load(tmp_path: Path) -> None:
+    """Every TOML block of the README's "Watching another API" section is a valid config (presets with the default
+    page size, the worked generic example)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Watching another API", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```toml\n")[1:]]
+    assert len(blocks) == 2
+    names = ("WC_KEY", "WC_SECRET", "SHOPIFY_TOKEN", "STRIPE_SECRET_KEY", "PADDLE_API_KEY", "ORDERS_API_KEY")
+    environ = dict.fromkeys(names, "t0ken")
+    loaded = {}
+    for block in blocks:
+        loaded.update(load_config(write(tmp_path, block), environ=environ).sources)
+    assert sorted(loaded) == ["billing", "orders", "payments", "shop", "store"]
+    assert all(src.api is not None for src in loaded.values())
+    assert loaded["orders"].api is not None and loaded["orders"].api.paging.cursor == "paging.next"

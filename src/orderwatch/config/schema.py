@@ -367,9 +367,6 @@ class SourceConfig(DefaultsConfig):
         if self.path is None:
             found.append(Problem('required for kind = "json" (or set preset)', at=("path",), value=NONE))
         paging = self.paging or PagingConfig()
-        if paging.max_size is not None and self.page_size > paging.max_size:
-            msg = f"the API takes at most {paging.max_size} orders a page (paging.max_size)"
-            found.append(Problem(msg, at=("page_size",), value=self.page_size))
         body_paths = [p for p in (paging.has_more, paging.total, paging.total_pages) if p]
         if paging.style == "cursor" and paging.cursor != "last_key":
             body_paths.append(paging.cursor)
