@@ -11,6 +11,7 @@ from orderwatch.config import load_config
 from orderwatch.errors import ConfigError
 from orderwatch.simulator import SimServer
 from orderwatch.simulator.shops import ShopSimulator
+from orderwatch.sources import Source
 from tests.conftest import run_cli
 
 WOO = """
@@ -164,7 +165,7 @@ def test_the_readme_examples_of_watching_another_api_load(tmp_path: Path) -> Non
     assert len(blocks) == 2
     names = ("WC_KEY", "WC_SECRET", "SHOPIFY_TOKEN", "STRIPE_SECRET_KEY", "PADDLE_API_KEY", "ORDERS_API_KEY")
     environ = dict.fromkeys(names, "t0ken")
-    loaded = {}
+    loaded: dict[str, Source] = {}
     for block in blocks:
         loaded.update(load_config(write(tmp_path, block), environ=environ).sources)
     assert sorted(loaded) == ["billing", "orders", "payments", "shop", "store"]
