@@ -305,6 +305,8 @@ def _page(src: Source, doc: Any, skip: Skip | None, headers: Mapping[str, str] |
     if paging.has_more:
         more = dig(doc, paging.has_more)
         has_next = more if isinstance(more, bool) else None
+    if has_next and not items:  # nothing to page on from, and no proof of the end: a glitch, not an empty list
+        raise MalformedResponse(src.name, f"the answer lists no order, yet `{paging.has_more}` says more follow")
     total = _count(paging.total, doc, headers)
     pages = _count(paging.total_pages, doc, headers)
     last_page = None

@@ -80,6 +80,15 @@ def test_a_page_reads_totals_from_body_or_header_and_has_more() -> None:
     assert page.total == 7 and page.last_page == 3  # 7 orders, 3 a page, pages 1..3
 
 
+def test_an_empty_page_that_says_more_follow_is_no_end_of_the_list() -> None:
+    """``has_more: true`` on a page without orders is a (retried) malformed answer, never the proven end."""
+    src = source(api(style="cursor", has_more="has_more"))
+    with pytest.raises(MalformedResponse, match="`has_more` says more follow") as caught:
+        parse(src, {"data": [], "has_more": True})
+    assert caught.value.retryable
+    assert parse(src, {"data": [], "has_more": False}).size == 0
+
+
 def test_cursor_paging_takes_the_last_key_or_a_body_value_and_a_url_is_followed_as_given() -> None:
     """``last_key``: the next request sends the last item's key; a body cursor that is a URL is fetched as given,
     and one of another origin is refused."""
