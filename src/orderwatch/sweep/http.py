@@ -220,7 +220,7 @@ async def exchange(client: httpx.AsyncClient, src: Source, req: Request, tally: 
                         f"HTTP {status} redirect to another origin ({target.scheme}://{target.host}); not followed "
                         f"(the token stays here): check sources.{src.name}.base_url",
                     )
-                url = target
+                url = _auth(src, headers, target)  # a query-parameter token goes along to the same origin
     except TimeoutError:
         raise TransportError(src.name, f"no complete answer within {src.timeout:g}s (timeout)") from None
     raise HTTPStatusError(src.name, 310, f"more than {MAX_REDIRECTS} redirects from {url.path}")

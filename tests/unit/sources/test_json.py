@@ -308,3 +308,19 @@ def test_the_first_request_carries_sort_size_and_the_users_params() -> None:
     req = adapter_for(src).list_request(src, 2)
     assert dict(req.params) == {"orderby": "date", "order": "asc", "per_page": "50", "page": "2"}
     assert json.loads(json.dumps(req.params))  # plain pairs
+
+
+@pytest.mark.anyio
+async def test_a_same_origin_redirect_keeps_a_query_parameter_token() -> None:
+    """With ``auth = "query:NAME"``, the token is set again on the target of a same-origin redirect."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/orders":
+            return httpx.Response(301, headers={"Location": "/v2/orders?limit=3"})
+        return httpx.Response(200, json={"orders": rows(2)})
+
+    obs = await sweep(link_source(auth="query:api_key"), handler)
+    assert obs.complete and len(obs.orders) == 2
+    assert [parse_qs(r.url.query.decode()).get("api_key") for r in seen] == [[TOKEN], [TOKEN]]
