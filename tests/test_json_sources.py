@@ -16,9 +16,9 @@ from orderwatch.config import Config, load_config
 from orderwatch.core import render
 from orderwatch.delivery.deliverer import details_for
 from orderwatch.simulator import SimServer
-from orderwatch.simulator.shops import GenericOptions, ShopSimulator
+from orderwatch.simulator.shops import SHOP_APIS, GenericOptions, ShopSimulator
 from orderwatch.simulator.state import Faults, SimChange
-from orderwatch.sources import Source
+from orderwatch.sources import PRESETS, Source
 from orderwatch.sweep.poller import Outcome, Poller, PollResult
 from tests.test_faults import instant_retries, polling  # noqa: F401 (a fixture)
 
@@ -26,6 +26,11 @@ pytestmark = pytest.mark.anyio
 
 PRESET_NAMES = ("woocommerce", "shopify", "stripe-payment-intents", "paddle-transactions")
 Net = tuple[str, str, str | None, str | None]  # (order, kind, raw_from, raw_to)
+
+
+async def test_every_preset_is_tested_against_a_simulator_mode_of_its_api() -> None:
+    """A preset added to the table must be added here too, and the simulator must speak its API."""
+    assert set(PRESETS) == set(PRESET_NAMES) <= set(SHOP_APIS)
 
 
 def toml_value(value: Any) -> str:
