@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from orderwatch.core.model import Event
+from orderwatch.core.quiet import QuietHours
 from orderwatch.core.secret import Secret
 
 DIGEST_RULE: Final = "digest"
@@ -37,6 +38,7 @@ class Rule:
     sources: tuple[str, ...] = ()
     title: str | None = None  # Jinja2 templates; None: the default text
     body: str | None = None
+    urgent: bool = False  # its notifications pass through the channels' quiet hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Channel:
     name: str
     urls: tuple[Secret, ...]
     digest_over: int = DEFAULT_DIGEST_OVER
+    quiet: QuietHours | None = None  # notifications wait out these hours (urgent rules' excepted)
 
 
 @dataclass(frozen=True, slots=True)

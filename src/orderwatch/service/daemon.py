@@ -2,7 +2,8 @@
 
 - One APScheduler job per source (its interval and jitter, first run at start, at most one poll per source at a
   time, misfires coalesced); every job is its own asyncio task, so a slow source never delays another.
-- A delivery loop sends due outbox rows every ``delivery.interval``.
+- A delivery loop sends due outbox rows every ``delivery.interval``; before each step it queues the scheduled
+  summaries that are due and logs the silences that ended (``_policies``).
 - SIGTERM/SIGINT: no new polls; in-flight polls and the current delivery step get ``GRACE_PERIOD`` seconds to finish
   (below the unit's TimeoutStopSec), then the rest is cancelled; exit 0. A second signal skips the wait.
 - SIGHUP: the config is read again; a bad one is logged (every problem) and the running one kept; sources are
@@ -410,6 +411,7 @@ class Daemon:
             self.delivery_started = time.monotonic()
             try:
                 conf = self.conf
+                await anyio.to_thread.run_sync(self._policies)
                 deliverer = Deliverer(self.store, conf.channels, conf.rules, conf.delivery.retry, sources=conf.sources)
                 report = await deliverer.deliver_due()
                 self.metrics.observe_delivery(report)
@@ -422,6 +424,24 @@ class Daemon:
                 self.delivery_started = None
             with anyio.move_on_after(self.conf.delivery.interval):
                 await self.stopping.wait()
+
+    def _policies(self) -> None:
+        """In a worker thread: queue the scheduled summaries that are due; log each silence that ended, once."""
+        from orderwatch.delivery import summaries
+
+        now = clock.now()
+        if self.conf.summaries:
+            summaries.queue_due(self.store, self.conf.summaries, self.conf.sources, now)
+        for ended in self.store.newly_ended_silences(now=clock.text(now)):
+            log.info(
+                "silence ended",
+                silence=ended.id,
+                source=ended.source,
+                order=ended.order_id,
+                rule=ended.rule,
+                ended_at=ended.ended_at(),
+                by_hand=ended.expired_at is not None and ended.expired_at < ended.ends_at,
+            )
 
     # ---- watchdog ----------------------------------------------------------------------------------------------
 
