@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 
 
 def _main() -> Any:
-    """The CLI's shared helpers (imported when a command runs: ``main`` imports this module)."""
-    from orderwatch.cli import main
+    """The CLI's shared helpers, the module ``orderwatch.cli.main`` (imported when a command runs: it imports this
+    module, and ``orderwatch.cli`` names its group ``main``)."""
+    import importlib
 
-    return main
+    return importlib.import_module("orderwatch.cli.main")
 
 
 @click.group()

@@ -9,8 +9,8 @@ from the CLI counts at once, without a restart. For each claimed row, in order:
    ``silenced`` (by that silence) and not sent; a digest with some events stopped announces the others only. The
    events stay recorded; which were stopped, on which channel, by which silence is kept (``orderwatch changes``).
 2. **Quiet hours** of the row's channel: unless the row is urgent, a row claimed inside them waits until they end
-   (``hold = 'quiet'``, due then). A row is urgent when its rule has ``urgent = true``, or, for a digest, when a
-   rule with ``urgent = true`` selects one of its events for this channel. Health alerts and summaries wait too.
+   (``hold = 'quiet'``, due then). A row is urgent when its rule has ``urgent = true``, or when a rule with
+   ``urgent = true`` sends to this channel and selects one of its events. Health alerts and summaries wait too.
 3. **The end of quiet hours**: rows of events that waited them out and are due together go out as ONE digest per
    channel (counts by transition, the first lines, "and N more"); a single one goes out as it was. A health alert
    or summary that waited goes out on its own.
@@ -73,12 +73,16 @@ def stopped_by(
 
 
 def urgent(rules: Mapping[str, Rule], row: OutboxRow, events: Sequence[Event]) -> bool:
-    """True when ``row`` passes through quiet hours."""
+    """True when ``row`` passes through quiet hours: its rule is urgent, or an urgent rule of its channel selects
+    one of its events (another rule may have won the event for the channel)."""
     own = rules.get(row.rule)
     if own is not None and own.urgent:
         return True
-    return row.rule == DIGEST_RULE and any(
-        _rule_selects(rule, row, event) for rule in rules.values() if rule.urgent for event in events
+    return any(
+        row.channel in rule.channels and matches(rule, event)
+        for rule in rules.values()
+        if rule.urgent
+        for event in events
     )
 
 

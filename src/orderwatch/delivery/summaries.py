@@ -3,7 +3,8 @@ was not queued yet is totalled from the events table, rendered, and queued in th
 transaction (``Store.queue_summary``), so a period is queued once, ever, whatever restarts or kill -9 come.
 
 Only the latest period is queued: a daemon that was down when one fired sends it when it starts; older missed
-periods are skipped. A summary first configured after today's time has passed sends today's at once.
+periods are skipped. A summary seen for the first time sends nothing for the period that fired before it was
+configured (its record is kept with no outbox row): its first message is the next one.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def queue_due(
     for one in summaries:
         period = schedule.latest(one.schedule, now)
         if store.summary_queued(one.name, period.name):
+            continue
+        if store.summary_new(one.name, period.name, now=stamp):
+            upcoming = clock.text(schedule.following(one.schedule, now).fires)
+            log.info("summary scheduled", summary=one.name, first=upcoming, channel=one.channel)
             continue
         start, end = clock.text(period.start), clock.text(period.end)
         events = store.events_between(start, end, one.sources, one.kinds)

@@ -472,3 +472,9 @@ class Store:
         id, or None when it was queued before."""
         with self._db.transaction() as conn:
             return summaries.queue(conn, summary, period, channel, title, body, now)
+
+    def summary_new(self, summary: str, period: str, *, now: str) -> bool:
+        """True when ``summary`` was never seen: ``period`` (fired before it was configured) is then noted as passed
+        without a message."""
+        with self._db.transaction() as conn:
+            return summaries.first_sight(conn, summary, period, now)

@@ -48,3 +48,14 @@ def queue(
     row_id = outbox.enqueue_notice(conn, channel, f"summary:{summary}", title, body, now)
     conn.execute("UPDATE summary_runs SET outbox_id = ? WHERE summary = ? AND period = ?", (row_id, summary, period))
     return row_id
+
+
+def first_sight(conn: sqlite3.Connection, summary: str, period: str, now: str) -> bool:
+    """When ``summary`` has no record at all: note ``period`` as passed without a message (outbox id 0) and return
+    True (inside the caller's transaction)."""
+    if conn.execute("SELECT 1 FROM summary_runs WHERE summary = ? LIMIT 1", (summary,)).fetchone() is not None:
+        return False
+    conn.execute(
+        "INSERT INTO summary_runs (summary, period, outbox_id, created_at) VALUES (?, ?, 0, ?)", (summary, period, now)
+    )
+    return True
