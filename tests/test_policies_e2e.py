@@ -61,8 +61,8 @@ class World:
         return daemon
 
     def cli(self, *args: str) -> Ran:
-        """The real CLI on the fake clock."""
-        return run_cli(self.config, *args, env={"ORDERWATCH_CLOCK_FILE": str(self.clock_file)})
+        """The real CLI on the fake clock (tables 250 columns wide, so that no cell is folded)."""
+        return run_cli(self.config, *args, env={"ORDERWATCH_CLOCK_FILE": str(self.clock_file), "COLUMNS": "250"})
 
     def outbox(self) -> list[dict[str, Any]]:
         """``orderwatch outbox --format json``, parsed."""
