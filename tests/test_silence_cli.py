@@ -8,21 +8,15 @@ from pathlib import Path
 
 from orderwatch.store import Store
 from tests.conftest import run_cli
+from tests.test_policies_config import BASE
 
-CONFIG = """
-database = "ow.db"
-[sources.ace]
-kind = "acedata"
-base_url = "https://api.example.com"
-[channels.ops]
-urls = ["json://127.0.0.1:9/hook"]
-quiet = "22:00-07:00"
-timezone = "Europe/Berlin"
-[[rules]]
-name = "paid"
-to = ["Paid"]
-channels = ["ops"]
-"""
+CONFIG = (
+    BASE.replace(
+        'urls = ["json://127.0.0.1:9/hook"]\n',
+        'urls = ["json://127.0.0.1:9/hook"]\nquiet = "22:00-07:00"\ntimezone = "Europe/Berlin"\n',
+    )
+    + '[[rules]]\nname = "paid"\nto = ["Paid"]\nchannels = ["ops"]\n'
+)
 
 
 def config(tmp_path: Path) -> Path:
