@@ -191,9 +191,12 @@ def test_a_silence_that_runs_out_is_logged_once_and_notifications_resume(world: 
 
 
 def test_a_daily_summary_leaves_once_per_period_across_kill_9_at_the_moment_it_is_due(world: World) -> None:
-    """Changes on Nov 23; "daily 08:00": the daemon is killed -9 as the Nov 24 summary is queued, restarted, and the
-    channel gets that summary once ("Yesterday on ace: 2 paid, 1 expired"); the next day's comes once too."""
-    extra = '\n[[summaries]]\nname = "daily"\nchannel = "hook"\nschedule = "daily 08:00"\nsources = ["ace"]\n'
+    """Changes on Nov 23; "daily 08:00" to a channel quiet 08:00-08:30 (so that nothing can be sent before the kill):
+    the daemon is killed -9 as the Nov 24 summary is queued, restarted, queues nothing again, and at 08:30 the
+    channel gets that summary once ("Yesterday on ace: 2 paid, 1 expired"); the next day's comes once too, and a
+    third daemon queues neither again."""
+    extra = f'\n[channels.morning]\nurls = ["{world.hook.url_for_apprise}"]\nquiet = "08:00-08:30"\n'
+    extra += '\n[[summaries]]\nname = "daily"\nchannel = "morning"\nschedule = "daily 08:00"\nsources = ["ace"]\n'
     daemon = world.begin("2026-11-23T12:00:00Z", extra=extra)
     daemon.wait_log("summary scheduled", summary="daily", first="2026-11-24T08:00:00.000000Z")
     for key, state in zip(world.pending(3), ("Paid", "Paid", "Expired"), strict=True):
@@ -205,17 +208,17 @@ def test_a_daily_summary_leaves_once_per_period_across_kill_9_at_the_moment_it_i
     daemon.kill()
     again = world.launch()
     again.wait_log("started")
-    wait_until(
-        lambda: any(r["rule"] == "summary:daily" and r["status"] == "sent" for r in world.outbox()),
-        "the summary sent",
-    )
+    [row] = [r for r in world.outbox() if r["rule"] == "summary:daily"]
+    assert row["status"] == "pending"
+    world.set_clock("2026-11-24T08:30:00Z")
+    wait_until(lambda: world.outbox()[-1]["status"] == "sent", "the summary sent")
     summaries = [r for r in world.hook.requests if str(r.body.get("title", "")).startswith("[orderwatch] daily")]
     assert [(r.body["title"], r.body["message"]) for r in summaries] == [
         ("[orderwatch] daily: yesterday (2026-11-24)", "Yesterday on ace: 2 paid, 1 expired")
     ]
     assert again.logs("summary queued") == []
 
-    world.set_clock("2026-11-25T08:00:00Z")
+    world.set_clock("2026-11-25T08:30:00Z")
     again.wait_log("summary queued", summary="daily", period="2026-11-25")
     wait_until(
         lambda: len([r for r in world.hook.requests if "(2026-11-25)" in str(r.body.get("title"))]) == 1, "day 2"
