@@ -7,6 +7,7 @@ scheduled summaries sent once per period across kill -9.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,3 +233,18 @@ def test_a_daily_summary_leaves_once_per_period_across_kill_9_at_the_moment_it_i
     assert third.stop() == 0
     runs = [r for r in world.outbox() if r["rule"] == "summary:daily"]
     assert [r["status"] for r in runs] == ["sent", "sent"]
+
+
+def test_a_reload_that_ends_quiet_hours_sends_what_waited_for_them(world: World) -> None:
+    """At 23:00 a change waits for 07:00; SIGHUP with the channel's quiet hours removed sends it at once."""
+    daemon = world.begin("2026-11-23T23:00:00+01:00", quiet=True)
+    [key] = world.pending(1)
+    world.sim.set_state("ace", key, "Paid")
+    daemon.wait_log("held for quiet hours")
+    assert world.hook.requests == []
+    world.config.write_text(world.config.read_text(encoding="utf-8").replace(QUIET, "digest_over = 1000\n"))
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("config reloaded")
+    [sent] = world.hook.wait_for(1, timeout=TIMEOUT)
+    assert world.order_of_message(sent) == key
+    assert daemon.stop() == 0

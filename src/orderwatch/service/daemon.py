@@ -7,8 +7,9 @@
 - SIGTERM/SIGINT: no new polls; in-flight polls and the current delivery step get ``GRACE_PERIOD`` seconds to finish
   (below the unit's TimeoutStopSec), then the rest is cancelled; exit 0. A second signal skips the wait.
 - SIGHUP: the config is read again; a bad one is logged (every problem) and the running one kept; sources are
-  rescheduled, channels and rules swapped. It never kills the daemon (``hangup``): one that comes while it starts is
-  taken once it has started, and one that comes while it stops is ignored.
+  rescheduled, channels and rules swapped (notifications waiting out quiet hours that changed are judged again). It
+  never kills the daemon (``hangup``): one that comes while it starts is taken once it has started, and one that
+  comes while it stops is ignored.
 - One daemon per database (``WriterLock``): a second one exits 1 naming the first one's pid, before it touches the
   database.
 - Nothing lives only in memory: snapshots, events and the outbox are in SQLite, each poll one transaction, so a
@@ -526,6 +527,9 @@ class Daemon:
             self._schedule(new.sources[name])
         if removed:
             await anyio.to_thread.run_sync(self._unschedule, removed)
+        requiet = [n for n, ch in old.channels.items() if ch.quiet != getattr(new.channels.get(n), "quiet", None)]
+        if requiet:  # rows waiting out quiet hours that changed are judged again under the new ones
+            await anyio.to_thread.run_sync(lambda: self.store.wake_held(requiet, now=clock.now_text()))
         log.info(
             "config reloaded",
             added=added,

@@ -452,6 +452,11 @@ class Store:
         with self._db.transaction() as conn:
             silences.hold(conn, row_id, until, reason)
 
+    def wake_held(self, channels: Sequence[str], *, now: str) -> int:
+        """Rows of ``channels`` waiting out quiet hours are due ``now``, to be judged again; returns how many."""
+        with self._db.transaction() as conn:
+            return silences.wake_held(conn, channels, now)
+
     def holds(self, row_ids: Sequence[int]) -> dict[int, tuple[str | None, int | None]]:
         """(hold, silenced_by) of these outbox rows."""
         with self._db.guard() as conn:

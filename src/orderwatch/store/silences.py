@@ -140,6 +140,19 @@ def hold(conn: sqlite3.Connection, row_id: int, until: str, reason: str) -> None
     )
 
 
+def wake_held(conn: sqlite3.Connection, channels: Sequence[str], now: str) -> int:
+    """Rows of ``channels`` waiting out quiet hours are due ``now`` (to be judged again, their quiet hours having
+    changed); returns how many."""
+    if not channels:
+        return 0
+    cur = conn.execute(
+        f"UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND hold = 'quiet'"
+        f" AND channel IN ({marks(len(channels))})",
+        (now, *channels),
+    )
+    return cur.rowcount
+
+
 def holds(conn: sqlite3.Connection, row_ids: Sequence[int]) -> dict[int, tuple[str | None, int | None]]:
     """(hold, silenced_by) of these outbox rows."""
     found: dict[int, tuple[str | None, int | None]] = {}
