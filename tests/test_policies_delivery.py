@@ -126,8 +126,9 @@ async def test_quiet_hours_hold_a_health_alert_and_release_it_on_its_own(store: 
 
 @pytest.mark.anyio
 async def test_a_summary_period_is_queued_once_and_a_new_summary_waits_for_its_next_period(store: Store) -> None:
-    """The first sight of a summary queues nothing; its next period is queued once however often asked."""
-    record(store, ["a", "b"], "Paid", [])
+    """The first sight of a summary queues nothing; its next period is queued once however often asked, with the
+    refunds' amounts as the source's adapter reads them."""
+    record(store, ["a", "b"], "Refunded", [])
     src = make_source("ace", "acedata", "https://api.example.com")
     daily = Summary("daily", "ops", parse_schedule("daily 08:00"), ("ace",))
     before = datetime(2026, 11, 23, 9, tzinfo=UTC)
@@ -141,7 +142,7 @@ async def test_a_summary_period_is_queued_once_and_a_new_summary_waits_for_its_n
         "summary:daily",
         "[orderwatch] daily: yesterday (2026-11-24)",
     )
-    assert row.body == "Yesterday on ace: 2 paid"
+    assert row.body == "Yesterday on ace: 2 refunded (USD 3.0)"  # each order's price, read by the acedata adapter
 
 
 def test_migration_0009_keeps_every_outbox_row_and_allows_silenced(tmp_path: Path) -> None:
