@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,16 @@ def test_the_cli_exits_2_on_a_bad_schedule(tmp_path: Path) -> None:
         'summaries[0].schedule: expected "daily HH:MM" or "weekly DAY HH:MM" (DAY: mon … sun), got "daily 8am"'
         in ran.err
     )
+
+
+def test_min_amount_needs_a_path_and_a_finite_number(tmp_path: Path) -> None:
+    """min_amount without amount, or not a number, is a problem naming the key and the value."""
+    rule = '\n[[rules]]\nchannels = ["ops"]\nurgent = true\n'
+    assert problems(tmp_path, rule + "min_amount = 100\n") == [
+        'rules[0].min_amount: needs amount: the dotted path to the order\'s amount, like amount = "price", got "100"'
+    ]
+    assert problems(tmp_path, rule + 'amount = "price"\nmin_amount = "nan"\n') == [
+        'rules[0].min_amount: expected a number like 100 or "99.50", got "nan"'
+    ]
+    conf = load_config(write(tmp_path, rule + 'amount = "price"\nmin_amount = "99.50"\n'), environ={})
+    assert (conf.rules[0].amount, conf.rules[0].min_amount) == ("price", Decimal("99.50"))

@@ -123,19 +123,25 @@ def test_notices_due_in_quiet_hours_leave_at_seven_in_one_digest(world: World) -
 
 
 def test_an_urgent_rule_passes_through_quiet_hours(world: World) -> None:
-    """At 23:00 a refund (an urgent rule's event) is sent at once; a payment in the same poll waits."""
-    extra = '\n[[rules]]\nname = "refunds"\nto = ["Refunded"]\nchannels = ["hook"]\nurgent = true\n'
+    """At 23:00 a refund of at least min_amount (an urgent rule's event) is sent at once; a smaller refund and a
+    payment in the same poll wait."""
+    by_price = sorted((float(o["price"]), str(o["id"])) for o in world.sim.orders("ace") if o["state"] == "Pending")
+    (small_price, small), (big_price, big) = by_price[0], by_price[-1]
+    assert small_price < big_price
+    paid = by_price[1][1]
+    extra = '\n[[rules]]\nname = "big-refunds"\nto = ["Refunded"]\nchannels = ["hook"]\nurgent = true\n'
+    extra += f'amount = "price"\nmin_amount = "{big_price}"\n'
     daemon = world.begin("2026-11-23T23:00:00+01:00", quiet=True, extra=extra)
-    refund, paid = world.pending(2)
-    world.sim.set_state("ace", refund, "Refunded")
+    world.sim.set_state("ace", big, "Refunded")
+    world.sim.set_state("ace", small, "Refunded")
     world.sim.set_state("ace", paid, "Paid")
     [urgent] = world.hook.wait_for(1, timeout=TIMEOUT)
-    daemon.wait_log("held for quiet hours")
+    daemon.wait_log("held for quiet hours", n=2)
     events = {e["id"]: e["order_id"] for e in world.changes()}
-    assert world.order_of_message(urgent) == refund
-    [held] = [r for r in world.outbox() if r["status"] == "pending"]
-    assert [events[i] for i in held["event_ids"]] == [paid]
-    assert held["why"] == "quiet hours until 07:00 Europe/Berlin"
+    assert world.order_of_message(urgent) == big
+    held = [r for r in world.outbox() if r["status"] == "pending"]
+    assert sorted(events[i] for r in held for i in r["event_ids"]) == sorted([small, paid])
+    assert {r["why"] for r in held} == {"quiet hours until 07:00 Europe/Berlin"}
     assert len(world.hook.requests) == 1
     assert daemon.stop() == 0
 

@@ -313,6 +313,28 @@ class RuleConfig(_Frozen):
     title: StrictStr | None = None
     body: StrictStr | None = None
     urgent: StrictBool = False
+    amount: Annotated[StrictStr, Field(min_length=1)] | None = None
+    min_amount: Decimal | None = None
+
+    @field_validator("min_amount", mode="before")
+    @classmethod
+    def _min_amount(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | str | None):
+            raise Problem('expected a number like 100 or "99.50"')
+        try:
+            number = None if value is None else Decimal(str(value).strip())
+        except ArithmeticError:
+            number = Decimal("NaN")
+        if number is not None and not number.is_finite():
+            raise Problem('expected a number like 100 or "99.50"')
+        return number
+
+    @model_validator(mode="after")
+    def _amount_path(self) -> RuleConfig:
+        if self.min_amount is not None and self.amount is None:
+            msg = 'needs amount: the dotted path to the order\'s amount, like amount = "price"'
+            raise_all([Problem(msg, at=("min_amount",), value=str(self.min_amount))])
+        return self
 
     @field_validator("events")
     @classmethod
@@ -331,6 +353,8 @@ class RuleConfig(_Frozen):
             title=self.title,
             body=self.body,
             urgent=self.urgent,
+            amount=self.amount,
+            min_amount=self.min_amount,
         )
 
 
