@@ -181,3 +181,17 @@ def test_the_clock_file_sets_the_time_and_lets_it_run(tmp_path: Path, monkeypatc
         clock.now()
     monkeypatch.delenv(clock.CLOCK_FILE_VARIABLE)
     assert abs((clock.now() - datetime.now(UTC)).total_seconds()) < 60
+
+
+def test_a_reader_of_a_database_not_yet_migrated_to_0009_sees_no_silences(tmp_path: Path) -> None:
+    """The CLI's read-only queries of policies (changes, outbox, silence list) answer empty on a database a
+    daemon of the previous version still runs on, instead of failing."""
+    path = tmp_path / "old.db"
+    db = Database.connect(path, readonly=False, timeout=5)
+    migrations.apply(db, stop_before="0009_policies")
+    db.close()
+    reader = Store.open(path, readonly=True)
+    try:
+        assert (reader.silences(), reader.silenced_events([1]), reader.holds([1])) == ([], {}, {})
+    finally:
+        reader.close()

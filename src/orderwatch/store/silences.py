@@ -66,7 +66,9 @@ def add(
 
 
 def listing(conn: sqlite3.Connection) -> list[SilenceRow]:
-    """Every silence, oldest first."""
+    """Every silence, oldest first (none in a database not yet migrated to 0009_policies)."""
+    if not _migrated(conn):
+        return []
     return [_row(r) for r in named(conn, f"SELECT {_COLUMNS} FROM silences ORDER BY id")]
 
 
@@ -118,9 +120,18 @@ def _note(conn: sqlite3.Connection, channel: str, stopped: Mapping[int, int]) ->
     )
 
 
+def _migrated(conn: sqlite3.Connection) -> bool:
+    """True when the database has this module's tables (a read-only reader may meet one not yet migrated)."""
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'silenced_events'"
+    return conn.execute(sql).fetchone() is not None
+
+
 def silenced_events(conn: sqlite3.Connection, event_ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
-    """For each of these events that a silence stopped: (channel, silence id) pairs."""
+    """For each of these events that a silence stopped: (channel, silence id) pairs (none in a database not yet
+    migrated to 0009_policies)."""
     found: dict[int, list[tuple[str, int]]] = {}
+    if not _migrated(conn):
+        return found
     ids = list(event_ids)
     for at in range(0, len(ids), 500):
         chunk = ids[at : at + 500]
@@ -154,8 +165,10 @@ def wake_held(conn: sqlite3.Connection, channels: Sequence[str], now: str) -> in
 
 
 def holds(conn: sqlite3.Connection, row_ids: Sequence[int]) -> dict[int, tuple[str | None, int | None]]:
-    """(hold, silenced_by) of these outbox rows."""
+    """(hold, silenced_by) of these outbox rows (none in a database not yet migrated to 0009_policies)."""
     found: dict[int, tuple[str | None, int | None]] = {}
+    if not _migrated(conn):
+        return found
     ids = list(row_ids)
     for at in range(0, len(ids), 500):
         chunk = ids[at : at + 500]
