@@ -91,6 +91,8 @@ def sift(
 ) -> Sifted:
     """Apply silences and quiet hours to claimed ``rows`` (blocking: runs in a worker thread); what is left to send
     now. Rows silenced or held are released from their lease here."""
+    if not rows:
+        return Sifted()
     holds = store.holds([r.id for r in rows])
     silences = store.active_silences(now=clock.text(now))
     out = Sifted()

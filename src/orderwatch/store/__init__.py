@@ -428,7 +428,11 @@ class Store:
             return silences.expire(conn, silence_id, now)
 
     def newly_ended_silences(self, *, now: str) -> list[SilenceRow]:
-        """Silences that have ended since last asked (each returned once, ever)."""
+        """Silences that have ended since last asked (each returned once, ever); a read alone when there are none
+        (the daemon asks every delivery step)."""
+        with self._db.guard() as conn:
+            if not silences.any_ended(conn, now):
+                return []
         with self._db.transaction() as conn:
             return silences.newly_ended(conn, now)
 

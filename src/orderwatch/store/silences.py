@@ -87,6 +87,12 @@ def expire(conn: sqlite3.Connection, silence_id: int, now: str) -> bool:
     return cur.rowcount > 0
 
 
+def any_ended(conn: sqlite3.Connection, now: str) -> bool:
+    """True when some silence has ended and was not yet said to have ended."""
+    sql = "SELECT 1 FROM silences WHERE end_logged = 0 AND (ends_at <= ? OR expired_at IS NOT NULL) LIMIT 1"
+    return _migrated(conn) and conn.execute(sql, (now,)).fetchone() is not None
+
+
 def newly_ended(conn: sqlite3.Connection, now: str) -> list[SilenceRow]:
     """The silences that have ended and were not yet said to have ended; they are noted as said."""
     sql = (
