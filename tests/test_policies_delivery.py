@@ -125,6 +125,25 @@ async def test_quiet_hours_hold_a_health_alert_and_release_it_on_its_own(store: 
 
 
 @pytest.mark.anyio
+async def test_more_rows_than_one_claim_wait_out_quiet_hours_and_leave_in_one_digest(
+    store: Store, hook: WebhookReceiver
+) -> None:
+    """150 notices held overnight (more than one delivery step claims) leave at 07:00 as one digest of 150."""
+    night, morning = "2026-11-23T23:00:00.000000Z", "2026-11-24T07:00:00.000000Z"
+    keys = [f"o{i:03}" for i in range(150)]
+    record(store, keys, "Paid", [Route("ops", "paid", (i,)) for i in range(150)])
+    rules = [Rule("paid", ("ops",), to=("Paid",))]
+    at_night = deliverer(store, hook, rules, night, NIGHT)
+    assert [(await at_night.deliver_due()).sent for _ in range(3)] == [0, 0, 0]
+    assert {r.next_attempt_at for r in store.outbox()} == {morning}
+    report = await deliverer(store, hook, rules, morning, NIGHT).deliver_due()
+    [message] = hook.wait_for(1)
+    assert message.body["title"] == "[orderwatch] 150 order changes during quiet hours"
+    assert report.sent == 1
+    assert {r.status for r in store.outbox()} == {"sent"}
+
+
+@pytest.mark.anyio
 async def test_a_summary_period_is_queued_once_and_a_new_summary_waits_for_its_next_period(store: Store) -> None:
     """The first sight of a summary queues nothing; its next period is queued once however often asked, with the
     refunds' amounts as the source's adapter reads them."""

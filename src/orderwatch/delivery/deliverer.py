@@ -22,6 +22,7 @@ up the process's exit). Either way the fallback is logged, and no other notifica
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("orderwatch.delivery.deliverer")
 LEASE = timedelta(minutes=5)
+DIGEST_CLAIM_MAX: Final = 10_000  # rows claimed in one step to gather what waited out quiet hours into one digest
 RENDER_BACKSTOP: Final = RENDER_SECONDS + 2.0  # the render's own limit, plus slack for a loaded machine
 T = TypeVar("T")
 
@@ -121,15 +123,30 @@ class Deliverer:
         self.now = now
 
     async def deliver_due(self, limit: int = 100) -> DeliveryReport:
-        """Deliver every due row (at most ``limit``); never raises for a failing channel."""
+        """Deliver the due rows, ``limit`` at a time: one claim, or as many as gather every row that waited out a
+        channel's quiet hours into its one digest (up to ``DIGEST_CLAIM_MAX``); never raises for a failing channel."""
         now = self.now()
         lease = clock.text(clock.parse(now) + LEASE)
-        rows = await anyio.to_thread.run_sync(lambda: self.store.claim_due(now=now, lease_until=lease, limit=limit))
-        sifted = await anyio.to_thread.run_sync(
-            lambda: policy.sift(self.store, rows, clock.parse(now), self.channels, self.rules)
-        )
-        outcomes = [await self._deliver_group(group) for group in sifted.groups]
-        outcomes += [await self._deliver(row) for row in sifted.rows]
+        rows: list[OutboxRow] = []
+        groups: dict[str, list[OutboxRow]] = {}
+        claimed = 0
+        while True:
+            batch = await anyio.to_thread.run_sync(
+                lambda: self.store.claim_due(now=now, lease_until=lease, limit=limit)
+            )
+            claimed += len(batch)
+            sifted = await anyio.to_thread.run_sync(
+                functools.partial(policy.sift, self.store, batch, clock.parse(now), self.channels, self.rules)
+            )
+            rows += sifted.rows
+            for group in sifted.groups:
+                groups.setdefault(group[0].channel, []).extend(group)
+            # a full claim that released rows from quiet hours may have left more of them: one digest takes them all
+            if len(batch) < limit or not groups or claimed >= DIGEST_CLAIM_MAX:
+                break
+        outcomes = [await self._deliver_group(group) for group in groups.values() if len(group) > 1]
+        singles = sorted([*rows, *(group[0] for group in groups.values() if len(group) == 1)], key=lambda r: r.id)
+        outcomes += [await self._deliver(row) for row in singles]
         return DeliveryReport(outcomes.count("sent"), outcomes.count("retrying"), outcomes.count("failed"))
 
     async def _deliver_group(self, group: Sequence[OutboxRow]) -> str:

@@ -40,7 +40,8 @@ QUIET: str = "quiet"
 
 @dataclass(slots=True)
 class Sifted:
-    """What to send now: rows one by one, and groups of rows (one channel each) to send as one digest."""
+    """What to send now: rows one by one, and the rows of each channel that waited out its quiet hours (one group a
+    channel, to send as one digest when it holds more than one row)."""
 
     rows: list[OutboxRow] = field(default_factory=list)
     groups: list[list[OutboxRow]] = field(default_factory=list)
@@ -105,11 +106,7 @@ def sift(
             released.setdefault(row.channel, []).append(row)
         else:
             out.rows.append(row)
-    for group in released.values():
-        if len(group) == 1:
-            out.rows.append(group[0])
-        else:
-            out.groups.append(group)
+    out.groups.extend(released.values())
     out.rows.sort(key=lambda r: r.id)
     return out
 
