@@ -4,17 +4,34 @@ Inside orderwatch a moment is a timezone-aware ``datetime`` in UTC. It becomes t
 database, JSON output, log lines — always in one form, the contract's ``2026-11-22T10:00:00.123456Z``
 (``text``/``parse``). People get shorter forms: ``to_second`` (``2026-11-22T10:00:00Z``) and ``time_of_day``
 (``10:00:00``). Code that needs the time takes a ``Clock`` so tests can give it any moment.
+
+A testing aid for the wall-clock parts (quiet hours, scheduled summaries, silences) of a whole process: when
+``$ORDERWATCH_CLOCK_FILE`` names a file holding an ISO 8601 time, ``now()`` is that time plus the real time passed
+since the file was last written (its mtime): write ``2026-11-23T22:59:55Z`` into it and the daemon lives through
+23:00 five seconds later; write it again to jump. Only ``now()`` follows it (the scheduler's intervals, timeouts and
+``monotonic()`` do not). A file that cannot be read or holds no time raises ``ClockError`` (never the real time
+silently).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, TypeAlias
 
 Clock: TypeAlias = Callable[[], datetime]
 FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+CLOCK_FILE_VARIABLE: Final = "ORDERWATCH_CLOCK_FILE"
+
+
+class ClockError(Exception):
+    """``$ORDERWATCH_CLOCK_FILE`` is set but its file holds no readable time (the CLI reports it, exit 2; this
+    module stands below ``errors`` in the layers, so the class is its own)."""
+
+
+_fake: dict[str, tuple[tuple[int, int, int], datetime, float]] = {}  # path -> (stat key, time written, mtime)
 
 
 def monotonic() -> float:
@@ -23,8 +40,29 @@ def monotonic() -> float:
 
 
 def now() -> datetime:
-    """The current moment, in UTC."""
-    return datetime.now(UTC)
+    """The current moment, in UTC (moved by ``$ORDERWATCH_CLOCK_FILE``: see the module)."""
+    path = os.environ.get(CLOCK_FILE_VARIABLE)
+    if not path:
+        return datetime.now(UTC)
+    return _from_file(path)
+
+
+def _from_file(path: str) -> datetime:
+    """The time in the clock file plus the real time passed since it was written."""
+    try:
+        info = os.stat(path)
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        known = _fake.get(path)
+        if known is None or known[0] != key:
+            with open(path, encoding="utf-8") as file:
+                written = parse(file.read())
+            known = _fake[path] = (key, written, info.st_mtime_ns / 1e9)
+    except (OSError, ValueError) as exc:
+        raise ClockError(
+            f"${CLOCK_FILE_VARIABLE} names {path}, which does not hold an ISO 8601 time ({exc}):"
+            " write one into it, or unset the variable to use the real clock"
+        ) from None
+    return known[1] + timedelta(seconds=max(0.0, time.time() - known[2]))
 
 
 def text(when: datetime) -> str:

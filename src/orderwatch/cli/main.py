@@ -21,7 +21,7 @@ from orderwatch.errors import ConfigError, OrderwatchError, SchemaTooNew, StoreE
 if TYPE_CHECKING:
     from orderwatch.cli.output import Format
     from orderwatch.config import Config
-    from orderwatch.store import Store
+    from orderwatch.store import OutboxRow, Store
 
 T = TypeVar("T")
 EXIT_FAILED = 1
@@ -202,6 +202,17 @@ def main() -> None:
 
     --config, --database and --log-level may come before the command or after it.
     """
+    _check_clock()
+
+
+def _check_clock() -> None:
+    """``$ORDERWATCH_CLOCK_FILE`` (a testing aid, see ``orderwatch.clock``) that holds no time: exit 2 now."""
+    from orderwatch import clock
+
+    try:
+        clock.now()
+    except clock.ClockError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 @main.command()
@@ -265,8 +276,9 @@ def changes(
     follow: bool,
     fmt: str | None,
 ) -> None:
-    """Print recorded events, oldest first."""
+    """Print recorded events, oldest first (with the silences that stopped their notifications)."""
     from orderwatch.cli.output import print_events
+    from orderwatch.cli.silence import silenced_of
     from orderwatch.store import EventFilter
 
     conf = _load(ctx, logs=follow)
@@ -286,7 +298,7 @@ def changes(
         # read before the listing: an event recorded between the two reads is then listed or followed, never lost
         newest = _last_event_id(store) if follow else 0
         events = store.events(flt)
-        print_events(events, chosen, sys.stdout)
+        print_events(events, chosen, sys.stdout, silenced=silenced_of(store, events))
         if follow:
             from orderwatch.cli.commands import follow_events
 
@@ -295,7 +307,7 @@ def changes(
                 store,
                 EventFilter(source=source, order_id=order_id, state=state, kind=kind),
                 last,
-                lambda evs: print_events(evs, chosen, sys.stdout),
+                lambda evs: print_events(evs, chosen, sys.stdout, silenced=silenced_of(store, evs)),
             )
     except StoreError as exc:
         _fail(str(exc))
@@ -426,19 +438,30 @@ def status(ctx: click.Context, fmt: str | None) -> None:
 
 @main.group(invoke_without_command=True)
 @global_options
-@click.option("--status", "status_", type=click.Choice(["pending", "failed", "sent"]), help="Only rows of this status.")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(["pending", "failed", "sent", "silenced"]),
+    help="Only rows of this status.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N rows.")
 @format_option
 @click.pass_context
 def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str | None) -> None:
-    """List notifications: pending, failed or sent, with attempts and the last error."""
+    """List notifications: pending, failed, sent or silenced, with attempts, why each waits, and the last error."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = _query(ctx, lambda store: store.outbox(status_, limit))
+    from orderwatch import clock
+    from orderwatch.cli.silence import waiting_reason
+
+    conf = _load(ctx, logs=False)
+    rows, holds = _query(ctx, lambda store: _with_holds(store, store.outbox(status_, limit)))
+    now = clock.now_text()
+    why = {r.id: waiting_reason(r, holds.get(r.id, (None, None)), conf, now) for r in rows}
     _emit(
         fmt,
         f"{len(rows)} notifications",
-        ("id", "status", "channel", "rule", "events", "attempts", "next attempt", "last error"),
+        ("id", "status", "channel", "rule", "events", "attempts", "next attempt", "why", "last error"),
         (
             (
                 str(r.id),
@@ -448,6 +471,7 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
                 ",".join(map(str, r.event_ids)),
                 str(r.attempts),
                 r.next_attempt_at[:19] if r.status == "pending" else "",
+                why[r.id],
                 r.last_error or "",
             )
             for r in rows
@@ -465,10 +489,19 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
                 "next_attempt_at": r.next_attempt_at,
                 "last_error": r.last_error,
                 "sent_at": r.sent_at,
+                "why": why[r.id],
+                "silenced_by": holds.get(r.id, (None, None))[1],
             }
             for r in rows
         ),
     )
+
+
+def _with_holds(
+    store: Store, rows: list[OutboxRow]
+) -> tuple[list[OutboxRow], dict[int, tuple[str | None, int | None]]]:
+    """The rows with what holds each (``hold``, ``silenced_by``)."""
+    return rows, store.holds([r.id for r in rows])
 
 
 @outbox.command()
@@ -488,6 +521,11 @@ def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
     say(f"re-queued {count} notification(s)")
     if ids and count < len(ids):
         _fail(f"{len(ids) - count} of the given ids are unknown or already sent")
+
+
+from orderwatch.cli.silence import silence  # noqa: E402  (its commands use the helpers above when they run)
+
+main.add_command(silence)
 
 
 def run() -> None:

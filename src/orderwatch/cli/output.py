@@ -9,7 +9,7 @@ characters escaped as well.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TextIO
 
 import click
@@ -106,11 +106,34 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
 EVENT_COLUMNS = ("id", "detected (UTC)", "source", "order", "kind", "from", "to")
 
 
-def print_events(events: Sequence[Event], fmt: Format, out: TextIO, *, title: str | None = None) -> None:
-    """Events in ``fmt``: table, a JSON array, or NDJSON — the contract's fields in the machine formats."""
+def print_events(
+    events: Sequence[Event],
+    fmt: Format,
+    out: TextIO,
+    *,
+    title: str | None = None,
+    silenced: Mapping[int, Sequence[tuple[str, int]]] | None = None,
+) -> None:
+    """Events in ``fmt``: table, a JSON array, or NDJSON — the contract's fields in the machine formats.
+
+    ``silenced``: event id -> (channel, silence id) for events whose notification a silence stopped; shown as a
+    ``silenced`` column (table) or field (JSON: ``[{"channel": …, "silence": …}]``) when there are any."""
+    stopped = silenced or {}
+
+    def as_dict(e: Event) -> dict[str, Any]:
+        found = stopped.get(e.id or 0)
+        extra = {"silenced": [{"channel": c, "silence": i} for c, i in found]} if found else {}
+        return {**e.as_dict(), **extra}
+
+    def line(e: Event) -> tuple[str, ...]:
+        found = stopped.get(e.id or 0)
+        shown = ", ".join(f"#{i} ({c})" for c, i in found) if found else ""
+        return (*event_line(e), shown) if stopped else event_line(e)
+
+    columns = (*EVENT_COLUMNS, "silenced") if stopped else EVENT_COLUMNS
     emit: dict[str, Callable[[], None]] = {
-        "json": lambda: print_json_array((e.as_dict() for e in events), out),
-        "ndjson": lambda: print_ndjson((e.as_dict() for e in events), out),
-        "table": lambda: print_table(title, EVENT_COLUMNS, (event_line(e) for e in events), out),
+        "json": lambda: print_json_array((as_dict(e) for e in events), out),
+        "ndjson": lambda: print_ndjson((as_dict(e) for e in events), out),
+        "table": lambda: print_table(title, columns, (line(e) for e in events), out),
     }
     emit[fmt]()

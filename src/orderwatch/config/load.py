@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from orderwatch.config.schema import (
     PagingConfig,
     RuleConfig,
     SourceConfig,
+    SummaryConfig,
     resolve,
 )
 from orderwatch.config.settings import Config, DeliverySettings, HealthSettings, LogSettings, MetricsSettings
@@ -39,7 +40,10 @@ from orderwatch.sources.presets import with_preset
 
 Check = Callable[[str], str | None]
 _REF_RE: Final = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
-_TOP_KEYS: Final = ("database", "defaults", "sources", "channels", "rules", "delivery", "health", "metrics", "log")
+_TOP_KEYS: Final = (
+    *("database", "defaults", "sources", "channels", "rules", "delivery", "health", "metrics", "log"),
+    "summaries",
+)
 _TOKEN_KEYS: Final = ("token", "token_file", "token_credential")
 _SEARCH_PATHS: Final = (Path("orderwatch.toml"), Path("/etc/orderwatch/orderwatch.toml"))
 
@@ -193,6 +197,7 @@ def load_config(
         problems.add(("sources",), "no sources configured (add a [sources.NAME] table)")
     channels = _load_channels(problems, tables["channels"], check_url)
     rules = _load_rules(problems, data.get("rules", []), tables, sources, check_template)
+    summaries = _load_summaries(problems, data.get("summaries", []), tables, check_template)
     _references(problems, ("health", "channel"), tables["health"].get("channel"), tables["channels"], "channel")
     health = problems.validate(HealthConfig, tables["health"], ("health",))
     delivery = problems.validate(DeliveryConfig, _table(problems, data, "delivery"), ("delivery",))
@@ -213,6 +218,7 @@ def load_config(
         health=HealthSettings(health.channel, health.failures, health.after),
         metrics=MetricsSettings(metrics.listen),
         log=LogSettings(log.format, log.level),
+        summaries=tuple(s.to_summary(tuple(sources)) for s in summaries),
     )
 
 
@@ -284,7 +290,9 @@ def _load_channels(problems: Problems, raw: dict[str, Any], check_url: Check | N
     for name, table in raw.items():
         loc = ("channels", name)
         if (item := _named(problems, loc, table)) is not None and (
-            channel := problems.validate(ChannelConfig, item, loc, {}, ["urls", "digest_over"])
+            channel := problems.validate(
+                ChannelConfig, item, loc, {}, ["urls", "digest_over", "quiet", "timezone", "days"]
+            )
         ):
             channels[name] = channel
             for i, url in enumerate(channel.urls):
@@ -300,17 +308,10 @@ def _load_rules(
     sources: Mapping[str, SourceConfig],
     check_template: Check | None,
 ) -> tuple[RuleConfig, ...]:
-    if not isinstance(raw, list):
-        problems.add(("rules",), "expected a list of [[rules]] tables", raw)
-        return ()
     known_states = {*CANONICAL_STATES, *(s for src in sources.values() for s in src.states.values())}
     rules: list[RuleConfig] = []
     first: dict[str, int] = {}
-    for i, table in enumerate(raw):
-        loc = ("rules", i)
-        if not isinstance(table, dict):
-            problems.add(loc, "expected a table", table)
-            continue
+    for i, loc, table in _listed(problems, raw, "rules"):
         _references(problems, (*loc, "sources"), table.get("sources"), tables["sources"], "source")
         _references(problems, (*loc, "channels"), table.get("channels"), tables["channels"], "channel")
         rule = problems.validate(RuleConfig, {"name": f"rule-{i + 1}", **table}, loc)
@@ -324,7 +325,46 @@ def _load_rules(
         for key, states in (("from", rule.from_states), ("to", rule.to)):
             for state in (s for s in states if s not in known_states):
                 problems.add((*loc, key), "unknown state" + did_you_mean(state, known_states), state)
-        for key, text in (("title", rule.title), ("body", rule.body)):
-            if check_template and text is not None and (problem := check_template(text)):
-                problems.add((*loc, key), problem)
+        _templates(problems, loc, check_template, title=rule.title, body=rule.body)
     return tuple(rules)
+
+
+def _listed(problems: Problems, raw: Any, key: str) -> Iterator[tuple[int, Loc, dict[str, Any]]]:
+    """The tables of an array of tables ``[[key]]``, with their index and key path; a problem for anything else."""
+    if not isinstance(raw, list):
+        problems.add((key,), f"expected a list of [[{key}]] tables", raw)
+        return
+    for i, table in enumerate(raw):
+        if isinstance(table, dict):
+            yield i, (key, i), table
+        else:
+            problems.add((key, i), "expected a table", table)
+
+
+def _templates(problems: Problems, loc: Loc, check: Check | None, **texts: str | None) -> None:
+    """A problem for each of ``texts`` (title, body) that does not compile as a template."""
+    for key, text in texts.items():
+        if check and text is not None and (problem := check(text)):
+            problems.add((*loc, key), problem)
+
+
+def _load_summaries(
+    problems: Problems, raw: Any, tables: Mapping[str, dict[str, Any]], check_template: Check | None
+) -> tuple[SummaryConfig, ...]:
+    """``[[summaries]]``: each validated, its channel and sources known, names unique, templates compiling."""
+    found: list[SummaryConfig] = []
+    first: dict[str, int] = {}
+    for i, loc, table in _listed(problems, raw, "summaries"):
+        _references(problems, (*loc, "channel"), table.get("channel"), tables["channels"], "channel")
+        _references(problems, (*loc, "sources"), table.get("sources"), tables["sources"], "source")
+        summary = problems.validate(SummaryConfig, {"name": f"summary-{i + 1}", **table}, loc)
+        if summary is None:
+            continue
+        found.append(summary)
+        if summary.name in first:
+            problems.add(
+                (*loc, "name"), f"duplicate summary name (also summaries[{first[summary.name]}])", summary.name
+            )
+        first.setdefault(summary.name, i)
+        _templates(problems, loc, check_template, title=summary.title, body=summary.body)
+    return tuple(found)

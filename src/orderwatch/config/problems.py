@@ -20,6 +20,7 @@ Loc: TypeAlias = tuple[str | int, ...]
 _PLAIN_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 INPUT: Final[Any] = object()  # show pydantic's input value
 NONE: Final[Any] = object()  # show no value
+_PLAIN_KEYS: Final = {("quiet",), ("timezone",), ("days",)}  # a channel's keys that hold no secret
 
 
 class Tainted(str):
@@ -65,7 +66,7 @@ def dotted(loc: Loc) -> str:
 
 def is_secret(loc: Loc, value: Any) -> bool:
     """True for tokens, channel URLs, URLs with a password, and anything that came from the environment."""
-    if "token" in loc or (loc[:1] == ("channels",) and "digest_over" not in loc):
+    if "token" in loc or (loc[:1] == ("channels",) and "digest_over" not in loc and loc[2:3] not in _PLAIN_KEYS):
         return True
     if isinstance(value, str):
         return isinstance(value, Tainted) or re.search(r"://[^/]*@", value) is not None

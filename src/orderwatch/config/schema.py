@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -30,11 +30,15 @@ from pydantic import (
 )
 
 from orderwatch.config.problems import NONE, Problem, did_you_mean, quoted, raise_all
+from orderwatch.core import quiet as hours
+from orderwatch.core import schedule
 from orderwatch.core.durations import format_duration, parse_duration
 from orderwatch.core.model import CANONICAL_STATES, EventKind, fold_state
 from orderwatch.core.rules import Channel, Rule
 from orderwatch.core.secret import Secret
-from orderwatch.sources import ADAPTERS, JSON_KIND, KINDS, JsonApi, JsonFilters, JsonPaging, Source
+from orderwatch.core.summary import KINDS, Summary
+from orderwatch.sources import ADAPTERS, JSON_KIND, JsonApi, JsonFilters, JsonPaging, Source
+from orderwatch.sources import KINDS as SOURCE_KINDS
 
 NAME_RE: Final = re.compile(r"[a-z0-9_-]+")
 _NUMBER: Final = r"\d+(?:\.\d+)?"
@@ -87,10 +91,25 @@ def _state(value: str) -> str:
     return fold_state(value.strip())
 
 
+def _parsed(parse: Callable[[str], object]) -> AfterValidator:
+    """A validator that keeps a value ``parse`` accepts and reports the ``ValueError`` it raises otherwise."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise Problem(str(exc)) from None
+        return value
+
+    return AfterValidator(check)
+
+
 Duration = Annotated[float, _duration(positive=False)]
 PositiveDuration = Annotated[float, _duration(positive=True)]
 Name = Annotated[StrictStr, AfterValidator(_name)]
 State = Annotated[StrictStr, AfterValidator(_state)]
+Zone = Annotated[StrictStr, _parsed(hours.zone)]
+Day = Annotated[StrictStr, _parsed(lambda day: hours.parse_days([day]))]
 
 
 class _Frozen(BaseModel):
@@ -233,8 +252,8 @@ class SourceConfig(DefaultsConfig):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value not in KINDS:
-            raise Problem(f"expected one of {quoted(KINDS)}")
+        if value not in SOURCE_KINDS:
+            raise Problem(f"expected one of {quoted(SOURCE_KINDS)}")
         return value
 
     @field_validator("auth")
@@ -409,6 +428,9 @@ class ChannelConfig(_Frozen):
     name: Name
     urls: Annotated[tuple[SecretStr, ...], Field(min_length=1)]
     digest_over: Annotated[StrictInt, Field(ge=1)] = 10
+    quiet: Annotated[StrictStr, _parsed(hours.parse_window)] | None = None
+    timezone: Zone = "UTC"
+    days: tuple[Day, ...] = ()
 
     @field_validator("urls")
     @classmethod
@@ -417,9 +439,19 @@ class ChannelConfig(_Frozen):
         raise_all([Problem("must not be empty", at=(i,), value=NONE) for i in empty])
         return value
 
+    @model_validator(mode="after")
+    def _quiet_parts(self) -> ChannelConfig:
+        if self.quiet is None and self.days:
+            raise_all([Problem("days need quiet hours: set quiet too", at=("days",), value=list(self.days))])
+        return self
+
     def to_channel(self) -> Channel:
         """The plain ``Channel`` delivery works with."""
-        return Channel(self.name, tuple(Secret(u.get_secret_value()) for u in self.urls), self.digest_over)
+        window = None
+        if self.quiet is not None:
+            start, end = hours.parse_window(self.quiet)
+            window = hours.QuietHours(start, end, self.timezone, hours.parse_days(self.days))
+        return Channel(self.name, tuple(Secret(u.get_secret_value()) for u in self.urls), self.digest_over, window)
 
 
 class RuleConfig(_Frozen):
@@ -435,6 +467,29 @@ class RuleConfig(_Frozen):
     channels: Annotated[tuple[StrictStr, ...], Field(min_length=1)]
     title: StrictStr | None = None
     body: StrictStr | None = None
+    urgent: StrictBool = False
+    amount: Annotated[StrictStr, Field(min_length=1)] | None = None
+    min_amount: Decimal | None = None
+
+    @field_validator("min_amount", mode="before")
+    @classmethod
+    def _min_amount(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | str | None):
+            raise Problem('expected a number like 100 or "99.50"')
+        try:
+            number = None if value is None else Decimal(str(value).strip())
+        except ArithmeticError:
+            number = Decimal("NaN")
+        if number is not None and not number.is_finite():
+            raise Problem('expected a number like 100 or "99.50"')
+        return number
+
+    @model_validator(mode="after")
+    def _amount_path(self) -> RuleConfig:
+        if self.min_amount is not None and self.amount is None:
+            msg = 'needs amount: the dotted path to the order\'s amount, like amount = "price"'
+            raise_all([Problem(msg, at=("min_amount",), value=str(self.min_amount))])
+        return self
 
     @field_validator("events")
     @classmethod
@@ -450,6 +505,42 @@ class RuleConfig(_Frozen):
             from_states=self.from_states,
             to=self.to,
             sources=self.sources,
+            title=self.title,
+            body=self.body,
+            urgent=self.urgent,
+            amount=self.amount,
+            min_amount=self.min_amount,
+        )
+
+
+class SummaryConfig(_Frozen):
+    """One ``[[summaries]]`` table: a summary of the events of each period, sent to ``channel`` on ``schedule``."""
+
+    name: Name
+    channel: StrictStr
+    schedule: StrictStr
+    timezone: Zone = "UTC"
+    sources: tuple[StrictStr, ...] = ()
+    kinds: Annotated[tuple[EventKind, ...], Field(min_length=1)] = KINDS
+    title: StrictStr | None = None
+    body: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _schedule(self) -> SummaryConfig:
+        try:
+            schedule.parse_schedule(self.schedule, self.timezone)
+        except ValueError as exc:
+            raise_all([Problem(str(exc), at=("schedule",), value=self.schedule)])
+        return self
+
+    def to_summary(self, every_source: tuple[str, ...]) -> Summary:
+        """The plain ``Summary`` the daemon works with (``sources`` empty: ``every_source``)."""
+        return Summary(
+            name=self.name,
+            channel=self.channel,
+            schedule=schedule.parse_schedule(self.schedule, self.timezone),
+            sources=self.sources or every_source,
+            kinds=tuple(dict.fromkeys(self.kinds)),
             title=self.title,
             body=self.body,
         )

@@ -10,6 +10,7 @@ from typing import Literal
 from orderwatch.core.backoff import RetryPolicy
 from orderwatch.core.health import Thresholds
 from orderwatch.core.rules import Channel, Rule
+from orderwatch.core.summary import Summary
 from orderwatch.sources import Source
 
 
@@ -70,3 +71,4 @@ class Config:
     health: HealthSettings = HealthSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
+    summaries: tuple[Summary, ...] = ()  # [[summaries]]

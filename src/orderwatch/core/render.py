@@ -241,6 +241,33 @@ def render_event(
     return Notice(title=title_text, body=printable_block(body_text.strip()), fallback="; ".join(problems) or None)
 
 
+def render_context(
+    context: Mapping[str, Any],
+    *,
+    title: str,
+    body: str,
+    default_title: str,
+    default_body: str,
+    seconds: float = RENDER_SECONDS,
+    max_text: int = MAX_TEXT,
+) -> Notice:
+    """A notice from templates over ``context`` (a scheduled summary's): each of ``title``/``body`` that fails or
+    runs out of its limits is replaced by its default (rendered within a budget of its own)."""
+    budget = sandbox.Budget.start(seconds, max_text)
+    problems: list[str] = []
+
+    def one(source: str, default: str, what: str) -> str:
+        text, problem = _render_user(source, context, budget)
+        if text is None and source != default:
+            problems.append(f"{what} template: {problem}")
+            text, problem = _render_user(default, context, sandbox.Budget.start(seconds, max_text))
+        return text or ""
+
+    title_text = printable(_one_line(one(title, default_title, "title"), MAX_TITLE))
+    body_text = printable_block(one(body, default_body, "body").strip())
+    return Notice(title=title_text, body=body_text, fallback="; ".join(problems) or None)
+
+
 def stored_notice(title: str, body: str) -> Notice:
     """A notice written ahead of time (a health alert), fit to send like a rendered one."""
     return Notice(title=printable(_one_line(title, MAX_TITLE)), body=printable_block(body.strip()))

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TypeAlias
 
 from orderwatch.core.model import Event
+from orderwatch.core.quiet import QuietHours
 from orderwatch.core.secret import Secret
 
 DIGEST_RULE: Final = "digest"
@@ -37,6 +39,9 @@ class Rule:
     sources: tuple[str, ...] = ()
     title: str | None = None  # Jinja2 templates; None: the default text
     body: str | None = None
+    urgent: bool = False  # its notifications pass through the channels' quiet hours
+    amount: str | None = None  # dotted path to the order's amount (in the order as the API returned it)
+    min_amount: Decimal | None = None  # only orders whose amount is at least this (None: any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,7 @@ class Channel:
     name: str
     urls: tuple[Secret, ...]
     digest_over: int = DEFAULT_DIGEST_OVER
+    quiet: QuietHours | None = None  # notifications wait out these hours (urgent rules' excepted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,8 @@ def matches(rule: Rule, event: Event) -> bool:
 
     The kind must be in ``rule.events`` (empty: transitions only, the documented default), the source in
     ``rule.sources`` (empty: all), the from-state in ``rule.from_states`` and the to-state in ``rule.to`` (empty:
-    any). An ``appeared`` event has only a to-state (the state it appeared in) and a ``vanished`` event only a
+    any), and, when the rule has ``min_amount``, the order's amount at ``amount`` at least that. An ``appeared``
+    event has only a to-state (the state it appeared in) and a ``vanished`` event only a
     from-state (its last state), so a non-empty ``from_states`` never selects ``appeared`` and a non-empty ``to``
     never selects ``vanished``.
     """
@@ -84,7 +91,26 @@ def matches(rule: Rule, event: Event) -> bool:
         return False
     from_state = None if event.kind == "appeared" else event.from_state
     to_state = None if event.kind == "vanished" else event.to_state
-    return _state_in(from_state, rule.from_states) and _state_in(to_state, rule.to)
+    if not (_state_in(from_state, rule.from_states) and _state_in(to_state, rule.to)):
+        return False
+    return rule.min_amount is None or _amount_at_least(event, rule.amount or "", rule.min_amount)
+
+
+def _amount_at_least(event: Event, path: str, least: Decimal) -> bool:
+    """True when the order of ``event`` has a number (or numeric text) at the dotted ``path`` that is at least
+    ``least``; an order without one, or one whose stored copy cannot be read, is not selected."""
+    try:
+        value: Any = event.order()
+    except ValueError:
+        return False
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return False
+    try:
+        return Decimal(str(value).strip()) >= least
+    except InvalidOperation:
+        return False
 
 
 def route(events: Sequence[Event], rules: Sequence[Rule], digest_over: Mapping[str, int]) -> list[Delivery]:

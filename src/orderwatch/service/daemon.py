@@ -2,12 +2,14 @@
 
 - One APScheduler job per source (its interval and jitter, first run at start, at most one poll per source at a
   time, misfires coalesced); every job is its own asyncio task, so a slow source never delays another.
-- A delivery loop sends due outbox rows every ``delivery.interval``.
+- A delivery loop sends due outbox rows every ``delivery.interval``; before each step it queues the scheduled
+  summaries that are due and logs the silences that ended (``_policies``).
 - SIGTERM/SIGINT: no new polls; in-flight polls and the current delivery step get ``GRACE_PERIOD`` seconds to finish
   (below the unit's TimeoutStopSec), then the rest is cancelled; exit 0. A second signal skips the wait.
 - SIGHUP: the config is read again; a bad one is logged (every problem) and the running one kept; sources are
-  rescheduled, channels and rules swapped. It never kills the daemon (``hangup``): one that comes while it starts is
-  taken once it has started, and one that comes while it stops is ignored.
+  rescheduled, channels and rules swapped (notifications waiting out quiet hours that changed are judged again). It
+  never kills the daemon (``hangup``): one that comes while it starts is taken once it has started, and one that
+  comes while it stops is ignored.
 - One daemon per database (``WriterLock``): a second one exits 1 naming the first one's pid, before it touches the
   database.
 - Nothing lives only in memory: snapshots, events and the outbox are in SQLite, each poll one transaction, so a
@@ -413,6 +415,7 @@ class Daemon:
             self.delivery_started = time.monotonic()
             try:
                 conf = self.conf
+                await anyio.to_thread.run_sync(self._policies)
                 deliverer = Deliverer(self.store, conf.channels, conf.rules, conf.delivery.retry, sources=conf.sources)
                 report = await deliverer.deliver_due()
                 self.metrics.observe_delivery(report)
@@ -425,6 +428,24 @@ class Daemon:
                 self.delivery_started = None
             with anyio.move_on_after(self.conf.delivery.interval):
                 await self.stopping.wait()
+
+    def _policies(self) -> None:
+        """In a worker thread: queue the scheduled summaries that are due; log each silence that ended, once."""
+        from orderwatch.delivery import summaries
+
+        now = clock.now()
+        if self.conf.summaries:
+            summaries.queue_due(self.store, self.conf.summaries, self.conf.sources, now)
+        for ended in self.store.newly_ended_silences(now=clock.text(now)):
+            log.info(
+                "silence ended",
+                silence=ended.id,
+                source=ended.source,
+                order=ended.order_id,
+                rule=ended.rule,
+                ended_at=ended.ended_at(),
+                by_hand=ended.expired_at is not None and ended.expired_at < ended.ends_at,
+            )
 
     # ---- watchdog ----------------------------------------------------------------------------------------------
 
@@ -509,6 +530,9 @@ class Daemon:
             self._schedule(new.sources[name])
         if removed:
             await anyio.to_thread.run_sync(self._unschedule, removed)
+        requiet = [n for n, ch in old.channels.items() if ch.quiet != getattr(new.channels.get(n), "quiet", None)]
+        if requiet:  # rows waiting out quiet hours that changed are judged again under the new ones
+            await anyio.to_thread.run_sync(lambda: self.store.wake_held(requiet, now=clock.now_text()))
         log.info(
             "config reloaded",
             added=added,

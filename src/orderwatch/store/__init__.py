@@ -16,6 +16,8 @@ lock, so worker threads may share it. The modules beside this one each own one c
 ``bookkeeping``  each source's poll bookkeeping
 ``census``       the snapshot counted by raw state and part (what incremental polls check the server against)
 ``capabilities`` what each server has proven it does
+``silences``     silences, the outbox rows they stopped, and rows waiting out quiet hours
+``summaries``    scheduled summaries: a period's events, each period queued once
 """
 
 from __future__ import annotations
@@ -29,14 +31,26 @@ from pathlib import Path
 from orderwatch.core.fingerprints import FingerprintIndex
 from orderwatch.core.model import Change, Event, Known, Order
 from orderwatch.errors import StoreError
-from orderwatch.store import bookkeeping, capabilities, census, events, migrations, outbox, snapshot, sweep
+from orderwatch.store import (
+    bookkeeping,
+    capabilities,
+    census,
+    events,
+    migrations,
+    outbox,
+    silences,
+    snapshot,
+    summaries,
+    sweep,
+)
 from orderwatch.store.db import Database
 from orderwatch.store.kept import KeptIndex, Prints
 from orderwatch.store.record import Poll, record
 from orderwatch.store.rows import DeliveryLike, EventFilter, OrderRow, OutboxRow, SourceState
+from orderwatch.store.silences import SilenceRow
 from orderwatch.store.sweep import Sweep
 
-__all__ = ["DeliveryLike", "EventFilter", "OrderRow", "OutboxRow", "SourceState", "Store"]
+__all__ = ["DeliveryLike", "EventFilter", "OrderRow", "OutboxRow", "SilenceRow", "SourceState", "Store"]
 
 _EVERY_EVENT = EventFilter()
 
@@ -388,3 +402,88 @@ class Store:
         """Make failed (or the given) rows pending and due now; returns how many changed."""
         with self._db.transaction() as conn:
             return outbox.requeue(conn, ids, now)
+
+    # ---- notification policies: silences, quiet hours, scheduled summaries
+
+    def add_silence(
+        self, source: str, *, order_id: str | None, rule: str | None, comment: str, now: str, ends: str
+    ) -> int:
+        """A new silence from ``now`` until ``ends``; returns its id."""
+        with self._db.transaction() as conn:
+            return silences.add(conn, source, order_id, rule, comment, now, ends)
+
+    def silences(self) -> list[SilenceRow]:
+        """Every silence, oldest first."""
+        with self._db.guard() as conn:
+            return silences.listing(conn)
+
+    def active_silences(self, *, now: str) -> list[SilenceRow]:
+        """The silences in force at ``now``."""
+        with self._db.guard() as conn:
+            return silences.active(conn, now)
+
+    def expire_silence(self, silence_id: int, *, now: str) -> bool:
+        """End a silence now; False when no such silence is in force."""
+        with self._db.transaction() as conn:
+            return silences.expire(conn, silence_id, now)
+
+    def newly_ended_silences(self, *, now: str) -> list[SilenceRow]:
+        """Silences that have ended since last asked (each returned once, ever); a read alone when there are none
+        (the daemon asks every delivery step)."""
+        with self._db.guard() as conn:
+            if not silences.any_ended(conn, now):
+                return []
+        with self._db.transaction() as conn:
+            return silences.newly_ended(conn, now)
+
+    def silence_row(self, row_id: int, channel: str, stopped: Mapping[int, int]) -> None:
+        """Outbox row ``row_id`` is not sent: silences stopped all its events (event id -> silence id)."""
+        with self._db.transaction() as conn:
+            silences.silence_row(conn, row_id, channel, stopped)
+
+    def narrow_row(self, row_id: int, channel: str, keep: Sequence[int], stopped: Mapping[int, int]) -> None:
+        """Outbox row ``row_id`` announces only ``keep``; silences stopped the rest (event id -> silence id)."""
+        with self._db.transaction() as conn:
+            silences.narrow(conn, row_id, channel, keep, stopped)
+
+    def silenced_events(self, event_ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
+        """For each of these events a silence stopped: (channel, silence id) pairs."""
+        with self._db.guard() as conn:
+            return silences.silenced_events(conn, event_ids)
+
+    def hold(self, row_id: int, *, until: str, reason: str) -> None:
+        """Outbox row ``row_id`` waits until ``until`` for ``reason`` (``quiet``)."""
+        with self._db.transaction() as conn:
+            silences.hold(conn, row_id, until, reason)
+
+    def wake_held(self, channels: Sequence[str], *, now: str) -> int:
+        """Rows of ``channels`` waiting out quiet hours are due ``now``, to be judged again; returns how many."""
+        with self._db.transaction() as conn:
+            return silences.wake_held(conn, channels, now)
+
+    def holds(self, row_ids: Sequence[int]) -> dict[int, tuple[str | None, int | None]]:
+        """(hold, silenced_by) of these outbox rows."""
+        with self._db.guard() as conn:
+            return silences.holds(conn, row_ids)
+
+    def events_between(self, start: str, end: str, sources: Sequence[str], kinds: Sequence[str]) -> list[Event]:
+        """Events detected from ``start`` to ``end`` (exclusive) of these sources and kinds."""
+        with self._db.guard() as conn:
+            return summaries.events_between(conn, start, end, sources, kinds)
+
+    def summary_queued(self, summary: str, period: str) -> bool:
+        """True when this period of ``summary`` was queued already."""
+        with self._db.guard() as conn:
+            return summaries.queued(conn, summary, period)
+
+    def queue_summary(self, summary: str, period: str, channel: str, title: str, body: str, *, now: str) -> int | None:
+        """Queue this period of ``summary`` once, ever (the record and the outbox row in one transaction); its outbox
+        id, or None when it was queued before."""
+        with self._db.transaction() as conn:
+            return summaries.queue(conn, summary, period, channel, title, body, now)
+
+    def summary_new(self, summary: str, period: str, *, now: str) -> bool:
+        """True when ``summary`` was never seen: ``period`` (fired before it was configured) is then noted as passed
+        without a message."""
+        with self._db.transaction() as conn:
+            return summaries.first_sight(conn, summary, period, now)

@@ -219,6 +219,59 @@ def _m0007(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0009(conn: sqlite3.Connection) -> None:
+    # Notification policies (silences.py, summaries.py, policies.py): an outbox row may be "silenced" (a status the
+    # old CHECK refused, so the table is rebuilt from its own stored definition, keeping every column a step before
+    # this one added), may wait for a reason ("quiet": until next_attempt_at), and names the silence that stopped it.
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
+    old = "CHECK (status IN ('pending', 'sent', 'failed'))"
+    if old not in sql:
+        raise StoreError("cannot migrate the outbox: its status check is not the one this step expects")
+    new = sql.replace(old, "CHECK (status IN ('pending', 'sent', 'failed', 'silenced'))", 1)
+    new = new.replace("CREATE TABLE outbox", "CREATE TABLE outbox_new", 1)
+    columns = ", ".join(f'"{row[1]}"' for row in conn.execute("PRAGMA table_info(outbox)"))
+    indexes = [s for (s,) in conn.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'outbox' AND type = 'index'")]
+    conn.execute(new)
+    conn.execute(f"INSERT INTO outbox_new ({columns}) SELECT {columns} FROM outbox ORDER BY id")
+    conn.execute("DROP TABLE outbox")
+    conn.execute("ALTER TABLE outbox_new RENAME TO outbox")
+    for index in indexes:
+        if index:
+            conn.execute(index)
+    _script(
+        conn,
+        """
+        ALTER TABLE outbox ADD COLUMN hold TEXT;
+        ALTER TABLE outbox ADD COLUMN silenced_by INTEGER;
+        CREATE TABLE silences (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            order_id TEXT,
+            rule TEXT,
+            comment TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            ends_at TEXT NOT NULL,
+            expired_at TEXT,
+            end_logged INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX silences_by_end ON silences (end_logged, ends_at);
+        CREATE TABLE silenced_events (
+            event_id INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            silence_id INTEGER NOT NULL,
+            PRIMARY KEY (event_id, channel)
+        ) WITHOUT ROWID;
+        CREATE TABLE summary_runs (
+            summary TEXT NOT NULL,
+            period TEXT NOT NULL,
+            outbox_id INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (summary, period)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
 Step = Callable[[sqlite3.Connection], None]
 STEPS: tuple[tuple[str, Step], ...] = (
     ("0001_initial", _m0001),
@@ -228,6 +281,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("0005_fingerprints", _m0005),
     ("0006_rowid_orders", _m0006),
     ("0007_counts_and_capabilities", _m0007),
+    ("0009_policies", _m0009),
 )
 _SET = "orderwatch"
 
