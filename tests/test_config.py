@@ -100,7 +100,7 @@ BROKEN = [
     pytest.param(
         '[sources.ace]\nkind = "acedta"\nbase_url = "ftp://files.example.com"\n',
         [
-            'sources.ace.kind: expected one of "acedata", "lsky", got "acedta"',
+            'sources.ace.kind: expected one of "acedata", "lsky", "json", got "acedta"',
             'sources.ace.base_url: expected an http:// or https:// URL, got "ftp://files.example.com"',
         ],
         id="kind-and-url",
@@ -272,6 +272,7 @@ def test_example_config_loads(tmp_path: Path) -> None:
     (tmp_path / "images-token").write_text("lsky-token\n", encoding="utf-8")
     environ = {
         "ACEDATA_TOKEN": "platform-v1-abc",
+        "WC_TOKEN": "ck_1:cs_2",
         "SLACK_A": "TA",
         "SLACK_B": "TB",
         "SLACK_C": "tc",
@@ -285,6 +286,8 @@ def test_example_config_loads(tmp_path: Path) -> None:
     assert ace.token is not None and ace.token.reveal() == "platform-v1-abc"
     assert images.token is not None and images.token.reveal() == "lsky-token"
     assert images.states["unpaid"] == "Pending" and images.states["refunded"] == "Refunded"
+    shop = config.sources["shop"]
+    assert shop.api is not None and shop.auth == "basic" and shop.api.paging.total_pages == "header:X-WP-TotalPages"
     assert config.channels["ops"].urls[0].reveal() == "slack://TA/TB/tc/#orders"
     assert [r.name for r in config.rules] == ["lost-sales", "refunds", "new-orders"]
     assert config.rules[1].from_states == ("Paid", "Finished")

@@ -10,16 +10,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
 from orderwatch import sweep
 from orderwatch.core.rules import router
 from orderwatch.errors import SourceError, StoreError
-from orderwatch.sources import adapter_for
+from orderwatch.sources import Source, adapter_for
+from orderwatch.sources import json as json_api
 from orderwatch.store import EventFilter, Store
 from orderwatch.sweep import Poller, PollResult
 
 if TYPE_CHECKING:
     from orderwatch.config import Config
-    from orderwatch.core.model import Event
+    from orderwatch.core.model import Event, Page
 
 
 def dry_run_store(database: str) -> Store:
@@ -90,7 +93,17 @@ async def check_sources(conf: Config) -> list[tuple[str, bool]]:
                 continue
             total = f", {page.total} in all" if page.total is not None else ""
             lines.append((f"{src.name}: OK — {len(page.orders)} orders on the first page{total}", True))
+            lines += [(f"{src.name}: WARNING — {note}", True) for note in json_notes(src, page)]
     return lines
+
+
+def json_notes(src: Source, page: Page) -> list[str]:
+    """A ``kind = "json"`` source's notes on its first order (optional paths that find nothing, unmapped state)."""
+    if src.api is None:
+        return []
+    if not page.orders:
+        return ["the first page has no order: the key, state and time paths could not be checked"]
+    return json_api.first_order_notes(src, orjson.loads(page.orders[0].raw_json))
 
 
 async def check_channels(conf: Config) -> list[tuple[str, bool]]:

@@ -22,9 +22,11 @@ from orderwatch.config.schema import (
     ChannelConfig,
     DefaultsConfig,
     DeliveryConfig,
+    FiltersConfig,
     HealthConfig,
     LogConfig,
     MetricsConfig,
+    PagingConfig,
     RuleConfig,
     SourceConfig,
     SummaryConfig,
@@ -33,6 +35,8 @@ from orderwatch.config.schema import (
 from orderwatch.config.settings import Config, DeliverySettings, HealthSettings, LogSettings, MetricsSettings
 from orderwatch.core.model import CANONICAL_STATES
 from orderwatch.errors import ConfigError
+from orderwatch.sources import JSON_KIND, PRESETS
+from orderwatch.sources.presets import with_preset
 
 Check = Callable[[str], str | None]
 _REF_RE: Final = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
@@ -248,15 +252,37 @@ def _load_sources(
     problems: Problems, raw: dict[str, Any], defaults: DefaultsConfig, base_dir: Path, environ: Mapping[str, str]
 ) -> dict[str, SourceConfig]:
     keys = [k for k in (*SourceConfig.model_fields, "token_file", "token_credential") if k != "name"]
+    keys += [*PagingConfig.model_fields, *FiltersConfig.model_fields]  # "did you mean" inside paging, filters
     inherited = defaults.model_dump()
     sources = {}
     for name, table in raw.items():
         loc = ("sources", name)
         if (item := _named(problems, loc, table)) is not None:
+            item = _json_source(problems, loc, item)
             _resolve_token(problems, loc, item, base_dir, environ)
             found = problems.validate(SourceConfig, {**inherited, **item}, loc, {"base_dir": base_dir}, keys)
             sources.update({name: found} if found else {})
     return sources
+
+
+def _json_source(problems: Problems, loc: Loc, item: dict[str, Any]) -> dict[str, Any]:
+    """A ``kind = "json"`` table laid over its preset's keys; an unknown preset, or ``incremental = true`` (every
+    poll of a json source is a full sweep), is a problem."""
+    if item.get("kind") != JSON_KIND:
+        return item
+    if item.get("incremental") is True:
+        msg = 'incremental polls are not available for kind = "json" yet: every poll is a full sweep'
+        problems.add((*loc, "incremental"), msg, True)
+    preset = item.get("preset")
+    if preset is None:
+        return item
+    if not isinstance(preset, str) or preset not in PRESETS:
+        expected = ", ".join(f'"{name}"' for name in PRESETS)
+        hint = did_you_mean(preset, PRESETS) if isinstance(preset, str) else ""
+        problems.add((*loc, "preset"), f"unknown preset{hint}; expected one of {expected}", preset)
+        problems.silence(loc)
+        return item
+    return with_preset(item, PRESETS[preset])
 
 
 def _load_channels(problems: Problems, raw: dict[str, Any], check_url: Check | None) -> dict[str, ChannelConfig]:

@@ -37,7 +37,8 @@ from orderwatch.core.model import CANONICAL_STATES, EventKind, fold_state
 from orderwatch.core.rules import Channel, Rule
 from orderwatch.core.secret import Secret
 from orderwatch.core.summary import KINDS, Summary
-from orderwatch.sources import ADAPTERS, Source
+from orderwatch.sources import ADAPTERS, JSON_KIND, JsonApi, JsonFilters, JsonPaging, Source
+from orderwatch.sources import KINDS as SOURCE_KINDS
 
 NAME_RE: Final = re.compile(r"[a-z0-9_-]+")
 _NUMBER: Final = r"\d+(?:\.\d+)?"
@@ -144,6 +145,85 @@ class DefaultsConfig(_Frozen):
         return path
 
 
+_AUTH_RE: Final = re.compile(r"bearer|basic|header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|query:[^\s&=#]+")
+_JSON_KEYS: Final = (
+    "preset",
+    "path",
+    "detail_path",
+    "detail_items",
+    "items",
+    "key",
+    "state",
+    "created",
+    "updated",
+    "paging",
+    "filters",
+    "display",
+)
+
+
+def _dotted_path(value: str) -> str:
+    if value != value.strip() or ".." in value or value.startswith(".") or value.endswith("."):
+        raise Problem('expected a dotted path like "data" or "meta.pagination.next" ("" for the body itself)')
+    return value
+
+
+def _body_or_header(value: str) -> str:
+    if value.startswith("header:"):
+        if not re.fullmatch(r"header:[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+            raise Problem('expected "header:NAME" with a header name like X-WP-Total')
+        return value
+    if not value:
+        raise Problem('expected a dotted path in the body or "header:NAME"')
+    return _dotted_path(value)
+
+
+DottedPath = Annotated[StrictStr, AfterValidator(_dotted_path)]
+FieldPath = Annotated[StrictStr, Field(min_length=1), AfterValidator(_dotted_path)]
+CountPath = Annotated[StrictStr, AfterValidator(_body_or_header)]
+ParamName = Annotated[StrictStr, Field(min_length=1)]
+
+
+class PagingConfig(_Frozen):
+    """``[sources.NAME.paging]`` of a ``kind = "json"`` source."""
+
+    style: Literal["offset", "page", "cursor", "link", "none"] = "page"
+    size_param: ParamName | None = "per_page"
+    page_param: ParamName = "page"
+    first_page: Annotated[StrictInt, Field(ge=0)] = 1
+    offset_param: ParamName = "offset"
+    cursor_param: ParamName = "starting_after"
+    cursor: FieldPath = "last_key"
+    has_more: FieldPath | None = None
+    total: CountPath | None = None
+    total_pages: CountPath | None = None
+    sort: Mapping[str, StrictStr] = Field(default_factory=dict)
+    max_size: Annotated[StrictInt, Field(ge=1)] | None = None
+
+    def to_paging(self) -> JsonPaging:
+        return JsonPaging(
+            style=self.style,
+            size_param=self.size_param,
+            page_param=self.page_param,
+            first_page=self.first_page,
+            offset_param=self.offset_param,
+            cursor_param=self.cursor_param,
+            cursor=self.cursor,
+            has_more=self.has_more,
+            total=self.total,
+            total_pages=self.total_pages,
+            sort=tuple(self.sort.items()),
+            max_size=self.max_size,
+        )
+
+
+class FiltersConfig(_Frozen):
+    """``[sources.NAME.filters]`` of a ``kind = "json"`` source."""
+
+    state_param: ParamName | None = None
+    updated_since_param: ParamName | None = None
+
+
 class SourceConfig(DefaultsConfig):
     """One ``[sources.NAME]`` table, with ``[defaults]`` applied, the token resolved and states merged."""
 
@@ -154,12 +234,44 @@ class SourceConfig(DefaultsConfig):
     multi_value: Literal["repeat", "comma"] = "repeat"
     params: tuple[tuple[str, str], ...] = ()
     states: Mapping[str, str] = Field(default_factory=dict, validate_default=True)
+    auth: StrictStr = "bearer"
+    # kind = "json" only (a preset fills them; see orderwatch.sources.presets)
+    preset: StrictStr | None = None
+    path: StrictStr | None = None
+    detail_path: StrictStr | None = None
+    detail_items: DottedPath | None = None
+    items: DottedPath | None = None
+    key: FieldPath | None = None
+    state: FieldPath | None = None
+    created: FieldPath | None = None
+    updated: FieldPath | None = None
+    paging: PagingConfig | None = None
+    filters: FiltersConfig | None = None
+    display: Mapping[str, StrictStr] | None = None
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value not in ADAPTERS:
-            raise Problem(f"expected one of {quoted(ADAPTERS)}")
+        if value not in SOURCE_KINDS:
+            raise Problem(f"expected one of {quoted(SOURCE_KINDS)}")
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, value: str) -> str:
+        if not _AUTH_RE.fullmatch(value):
+            raise Problem('expected "bearer", "basic", "header:NAME" or "query:NAME"')
+        return value
+
+    @field_validator("path", "detail_path")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("/") or any(c in value for c in "?# "):
+            raise Problem('expected a path under base_url like "/api/orders" (query parameters go in params)')
+        if info.field_name == "detail_path" and "{key}" not in value:
+            raise Problem('must hold "{key}" where the order\'s key goes, like "/api/orders/{key}"')
         return value
 
     @field_validator("base_url")
@@ -215,8 +327,32 @@ class SourceConfig(DefaultsConfig):
             merged[str(raw).casefold()] = fold_state(state.strip())
         return merged
 
+    def to_api(self) -> JsonApi | None:
+        """Where a ``kind = "json"`` API keeps things (None for the other kinds)."""
+        if self.kind != JSON_KIND:
+            return None
+        paging = self.paging or PagingConfig()
+        filters = self.filters or FiltersConfig()
+        return JsonApi(
+            path=self.path or "/",
+            items=self.items if self.items is not None else "",
+            key=self.key or "id",
+            state=self.state or "status",
+            created=self.created,
+            updated=self.updated,
+            detail_path=self.detail_path,
+            detail_items=self.detail_items,
+            paging=paging.to_paging(),
+            filters=JsonFilters(filters.state_param, filters.updated_since_param),
+            raw_states=tuple(dict.fromkeys(self.states)),
+            display=tuple((self.display or {}).items()),
+            preset=self.preset,
+        )
+
     def to_source(self) -> Source:
         """The plain ``Source`` the pipeline works with (``open_states`` defaulting to the adapter's)."""
+        api = self.to_api()
+        default_open = ADAPTERS[self.kind].open_states if api is None else ("Pending",)
         return Source(
             name=self.name,
             kind=self.kind,
@@ -225,23 +361,42 @@ class SourceConfig(DefaultsConfig):
             params=self.params,
             multi_value=self.multi_value,
             states=dict(self.states),
-            open_states=self.open_states if self.open_states is not None else ADAPTERS[self.kind].open_states,
+            open_states=self.open_states if self.open_states is not None else default_open,
             page_size=self.page_size,
             interval=self.interval,
             jitter=self.jitter,
             timeout=self.timeout,
             retry_budget=self.retry_budget,
             full_sweep=self.full_sweep,
-            incremental=self.incremental,
+            incremental=self.incremental and api is None,  # kind json: every poll is a full sweep
             max_pages=self.max_pages,
             max_response_bytes=self.max_response_bytes,
             allow_insecure_http=self.allow_insecure_http,
             ca_bundle=self.ca_bundle,
+            auth=self.auth,
+            api=api,
         )
+
+    def _json_problems(self) -> list[Problem]:
+        """What a ``kind = "json"`` source lacks or sets in vain; the json keys on another kind."""
+        given = [k for k in _JSON_KEYS if getattr(self, k) is not None]
+        if self.kind != JSON_KIND:
+            return [Problem(f'only for kind = "{JSON_KIND}"', at=(k,), value=NONE) for k in given]
+        found = []
+        if self.path is None:
+            found.append(Problem('required for kind = "json" (or set preset)', at=("path",), value=NONE))
+        paging = self.paging or PagingConfig()
+        body_paths = [p for p in (paging.has_more, paging.total, paging.total_pages) if p]
+        if paging.style == "cursor" and paging.cursor != "last_key":
+            body_paths.append(paging.cursor)
+        if (self.items or "") == "" and any(not p.startswith("header:") for p in body_paths):
+            msg = 'the body is the list (items = ""), so no paging value can be read from it'
+            found.append(Problem(msg, at=("items",), value=self.items or ""))
+        return found
 
     @model_validator(mode="after")
     def _together(self) -> SourceConfig:
-        found = []
+        found = self._json_problems()
         parts = urlsplit(self.base_url)
         if parts.scheme == "http" and self.token and not (_loopback(parts.hostname) or self.allow_insecure_http):
             msg = "plain http:// would send the token unencrypted; use https:// or set allow_insecure_http = true"

@@ -129,6 +129,7 @@ class Page:
     newest: str | None = None  # the first and last items' creation times (joining pages up)
     oldest: str | None = None
     ends: tuple[str, str] | None = None  # the first and last items' keys (a page repeated at another position)
+    next: str | None = None  # token paging: the cursor or URL of the next page as the API gave it (None: the end)
 
     @property
     def size(self) -> int:

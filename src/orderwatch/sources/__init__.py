@@ -13,20 +13,31 @@ from typing import Any, Final
 
 from orderwatch.core.secret import Secret
 from orderwatch.sources import acedata, lsky
-from orderwatch.sources.spec import Adapter, Part, Partition, Request, Skip, Source
+from orderwatch.sources import json as json_api
+from orderwatch.sources.presets import PRESETS
+from orderwatch.sources.spec import Adapter, JsonApi, JsonFilters, JsonPaging, Part, Partition, Request, Skip, Source
 
 ADAPTERS: Final[Mapping[str, Adapter]] = {"acedata": acedata.ADAPTER, "lsky": lsky.ADAPTER}
+JSON_KIND: Final = "json"  # any JSON orders API, described by its config (``Source.api``)
+KINDS: Final = (*ADAPTERS, JSON_KIND)
 
 
 def adapter_for(src: Source) -> Adapter:
-    """The adapter of ``src``'s format."""
+    """The adapter of ``src``'s format (for kind "json", the one its ``api`` describes)."""
+    if src.api is not None:
+        return json_api.adapter(src.api)
     return ADAPTERS[src.kind]
 
 
 def make_source(name: str, kind: str, base_url: str, **settings: Any) -> Source:
     """A ``Source`` as the config would build it: the adapter's default states merged under ``states`` (keys
     case-folded) and its open states unless ``open_states`` is given. ``KeyError`` for an unknown ``kind``."""
-    adapter = ADAPTERS[kind]
+    if kind == JSON_KIND:
+        if not isinstance(settings.get("api"), JsonApi):
+            raise KeyError("kind json needs api=JsonApi(...)")
+        adapter = json_api.adapter(settings["api"])
+    else:
+        adapter = ADAPTERS[kind]
     if isinstance(settings.get("token"), str):
         settings["token"] = Secret(settings["token"])
     states = {**adapter.default_states, **{k.casefold(): v for k, v in dict(settings.pop("states", {})).items()}}
@@ -34,4 +45,20 @@ def make_source(name: str, kind: str, base_url: str, **settings: Any) -> Source:
     return src if src.open_states else replace(src, open_states=adapter.open_states)
 
 
-__all__ = ["ADAPTERS", "Adapter", "Part", "Partition", "Request", "Skip", "Source", "adapter_for", "make_source"]
+__all__ = [
+    "ADAPTERS",
+    "JSON_KIND",
+    "KINDS",
+    "PRESETS",
+    "Adapter",
+    "JsonApi",
+    "JsonFilters",
+    "JsonPaging",
+    "Part",
+    "Partition",
+    "Request",
+    "Skip",
+    "Source",
+    "adapter_for",
+    "make_source",
+]

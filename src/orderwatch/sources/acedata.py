@@ -83,7 +83,7 @@ def says_last(cursor: int, page: Page) -> bool:
     return page.total is not None and cursor + page.size >= page.total
 
 
-def parse_list(src: Source, body: bytes, *, skip: Skip | None = None) -> Page:
+def parse_list(src: Source, body: bytes, *, skip: Skip | None = None, headers: Mapping[str, str] | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not ``{count, items|results}``."""
     return _parse.parse_page(src, body, skip, lambda doc, skip: _page(src, doc, skip))
 

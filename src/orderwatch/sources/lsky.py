@@ -101,7 +101,7 @@ def _unwrap(src: Source, doc: object) -> Mapping[str, object]:
     return data
 
 
-def parse_list(src: Source, body: bytes, *, skip: Skip | None = None) -> Page:
+def parse_list(src: Source, body: bytes, *, skip: Skip | None = None, headers: Mapping[str, str] | None = None) -> Page:
     """One list page; ``MalformedResponse``/``ErrorBody`` when the body is not the paginator envelope."""
     return _parse.parse_page(src, body, skip, lambda doc, skip: _page(src, doc, skip))
 

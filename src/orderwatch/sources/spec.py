@@ -22,13 +22,68 @@ Skip: TypeAlias = Callable[[str, str, bytes], bool]
 MultiValue: TypeAlias = Literal["repeat", "comma"]
 
 
+AuthStyle: TypeAlias = str  # "bearer", "basic", "header:NAME" or "query:NAME"
+PagingStyle = Literal["offset", "page", "cursor", "link", "none"]
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One HTTP GET to make: a path under the source's base URL, query pairs (repeats allowed) and headers."""
+    """One HTTP GET to make: a path under the source's base URL, query pairs (repeats allowed) and headers.
+
+    ``url``: an absolute URL to fetch as given instead (a ``Link: rel="next"`` or a body's next-page URL); it must
+    have the base URL's origin (scheme, host, port), which the adapter and the HTTP layer both check."""
 
     path: str
     params: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JsonPaging:
+    """How a generic JSON API pages (``[sources.NAME.paging]``; see CONTRACT.md "Generic JSON sources")."""
+
+    style: PagingStyle = "page"
+    size_param: str | None = "per_page"  # None: the API takes no page size
+    page_param: str = "page"
+    first_page: int = 1
+    offset_param: str = "offset"
+    cursor_param: str = "starting_after"
+    cursor: str = "last_key"  # "last_key" or a dotted path in the body (a value, or a URL to follow as given)
+    has_more: str | None = None  # dotted path in the body: false ends the sweep
+    total: str | None = None  # dotted path in the body or "header:NAME": how many orders the list holds
+    total_pages: str | None = None  # dotted path in the body or "header:NAME": how many pages the list holds
+    sort: tuple[tuple[str, str], ...] = ()  # query pairs that make the list newest first and stable
+    max_size: int | None = None  # the largest page size the API accepts (the config refuses a larger page_size)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonFilters:
+    """Filters a generic JSON API offers (``[sources.NAME.filters]``)."""
+
+    state_param: str | None = None
+    updated_since_param: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JsonApi:
+    """Where a generic JSON API keeps things: dotted paths into its answers, its endpoints, paging and filters.
+
+    A dotted path walks objects by name and lists by index (``payments.0.method``); "" is the value itself."""
+
+    path: str
+    items: str = ""
+    key: str = "id"
+    state: str = "status"
+    created: str | None = None
+    updated: str | None = None
+    detail_path: str | None = None  # with "{key}"
+    detail_items: str | None = None  # where the order sits in a detail answer (None: the body, or its data/order)
+    paging: JsonPaging = field(default_factory=JsonPaging)
+    filters: JsonFilters = field(default_factory=JsonFilters)
+    raw_states: tuple[str, ...] = ()  # the states as the API spells them (for its filters)
+    display: tuple[tuple[str, str], ...] = ()  # (label, "path path:minor path:upper …") lines for people
+    preset: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +150,8 @@ class Source:
     max_response_bytes: int = 32 * 2**20
     allow_insecure_http: bool = False
     ca_bundle: Path | None = None
+    auth: AuthStyle = "bearer"  # how the token is sent: bearer, basic (user:secret), header:NAME, query:NAME
+    api: JsonApi | None = None  # kind "json": where the API keeps things
 
 
 class ListRequest(Protocol):
@@ -113,9 +170,12 @@ class ListRequest(Protocol):
 
 
 class ParseList(Protocol):
-    """Reads one list page (``skip``: see ``Skip``); ``MalformedResponse``/``ErrorBody`` when it is not one."""
+    """Reads one list page (``skip``: see ``Skip``; ``headers``: the answer's headers, for formats that keep
+    paging or totals there); ``MalformedResponse``/``ErrorBody`` when it is not one."""
 
-    def __call__(self, src: Source, body: bytes, *, skip: Skip | None = None) -> Page: ...
+    def __call__(
+        self, src: Source, body: bytes, *, skip: Skip | None = None, headers: Mapping[str, str] | None = None
+    ) -> Page: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +207,6 @@ class Adapter:
     filters_state: Callable[[Sequence[tuple[str, str]]], bool]  # the user's own params already filter by state
     display: Callable[[Any], list[tuple[str, str | None]]]  # an order's money/product/payment lines for people
     partition: Partition | None = None  # how the list can be counted part by part (None: it cannot)
+    # token paging (a cursor or a Link the page carries in ``Page.next``): the request for the page after ``page``;
+    # None: pages are addressed by ``cursor`` alone (``list_request``)
+    follow: Callable[[Source, Page], Request] | None = None

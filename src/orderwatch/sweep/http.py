@@ -169,20 +169,49 @@ def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
     return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
+def _auth(src: Source, headers: dict[str, str], url: httpx.URL) -> httpx.URL:
+    """Put the token where ``src.auth`` says (a header, or a query parameter); the URL to request."""
+    if src.token is None:
+        return url
+    token = src.token.reveal()
+    style, _, name = src.auth.partition(":")
+    if style == "basic":
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+    elif style == "header" and name:
+        headers[name] = token
+    elif style == "query" and name:
+        return url.copy_set_param(name, token)
+    else:
+        headers["Authorization"] = f"Bearer {token}"
+    return url
+
+
 async def send(client: httpx.AsyncClient, src: Source, req: Request, tally: Tally) -> bytes:
     """One GET (following same-origin redirects) within ``src.timeout`` in all; the body of a 2xx answer, capped at
     ``max_response_bytes``. Raises ``SourceError`` for anything else."""
+    body, _ = await exchange(client, src, req, tally)
+    return body
+
+
+async def exchange(client: httpx.AsyncClient, src: Source, req: Request, tally: Tally) -> tuple[bytes, httpx.Headers]:
+    """``send``, with the answer's headers (paging and totals of some APIs are there)."""
     check_transport(src)
     headers = dict(req.headers)
-    if src.token is not None:
-        headers["Authorization"] = f"Bearer {src.token.reveal()}"
-    url = httpx.URL(src.base_url + req.path, params=req.params)
+    if req.url is not None:
+        url = httpx.URL(req.url)
+        if not _same_origin(url, httpx.URL(src.base_url)):
+            raise HTTPStatusError(
+                src.name, 310, f"refusing to follow a next-page URL to another origin ({url.scheme}://{url.host})"
+            )
+    else:
+        url = httpx.URL(src.base_url + req.path, params=req.params)
+    url = _auth(src, headers, url)
     try:
         with anyio.fail_after(src.timeout):
             for _ in range(MAX_REDIRECTS + 1):
-                status, body, location = await _get(client, src, url, headers, tally)
+                status, body, location, answered = await _get(client, src, url, headers, tally)
                 if location is None:
-                    return body
+                    return body, answered
                 target = httpx.URL(urljoin(str(url), location))
                 if not _same_origin(url, target):
                     raise HTTPStatusError(
@@ -191,7 +220,7 @@ async def send(client: httpx.AsyncClient, src: Source, req: Request, tally: Tall
                         f"HTTP {status} redirect to another origin ({target.scheme}://{target.host}); not followed "
                         f"(the token stays here): check sources.{src.name}.base_url",
                     )
-                url = target
+                url = _auth(src, headers, target)  # a query-parameter token goes along to the same origin
     except TimeoutError:
         raise TransportError(src.name, f"no complete answer within {src.timeout:g}s (timeout)") from None
     raise HTTPStatusError(src.name, 310, f"more than {MAX_REDIRECTS} redirects from {url.path}")
@@ -199,8 +228,8 @@ async def send(client: httpx.AsyncClient, src: Source, req: Request, tally: Tall
 
 async def _get(
     client: httpx.AsyncClient, src: Source, url: httpx.URL, headers: dict[str, str], tally: Tally
-) -> tuple[int, bytes, str | None]:
-    """One exchange: (status, body, the Location of a redirect or None)."""
+) -> tuple[int, bytes, str | None, httpx.Headers]:
+    """One exchange: (status, body, the Location of a redirect or None, the answer's headers)."""
     tally.requests += 1
     cap = src.max_response_bytes
     try:
@@ -219,14 +248,14 @@ async def _get(
             body = b"".join(chunks)
             status = resp.status_code
             if status in _REDIRECTS and resp.headers.get("location"):
-                return status, body, resp.headers["location"]
+                return status, body, resp.headers["location"], resp.headers
             if not 200 <= status < 300:
                 raise _status_error(src, resp, body)
-            return status, body, None
+            return status, body, None, resp.headers
     except httpx.TimeoutException:
         raise TransportError(src.name, f"no answer within {src.timeout:g}s (timeout)") from None
     except httpx.HTTPError as exc:
-        raise TransportError(src.name, f"connection failed: {type(exc).__name__}: {exc}") from None
+        raise TransportError(src.name, _without_token(src, f"connection failed: {type(exc).__name__}: {exc}")) from None
 
 
 def _retry_hook(deadline: float) -> Callable[[Exception], bool | float]:
@@ -295,9 +324,9 @@ async def fetch_page(
     adapter = adapter_for(src)
 
     async def once() -> Page:
-        body = await send(client, src, req, tally)
+        body, headers = await exchange(client, src, req, tally)
         with unreadable_is_malformed(src):
-            return adapter.parse_list(src, body, skip=skip)
+            return adapter.parse_list(src, body, skip=skip, headers=headers)
 
     return await with_retries(deadline, once)
 

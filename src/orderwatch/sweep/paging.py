@@ -82,11 +82,17 @@ class _Sweep:
     end_reached: bool = False  # an empty page ended the sweep
     unsorted: str | None = None  # why the list is not newest first
     oldest: str | None = None  # the creation time of the last item so far
+    tokens: set[str] = field(default_factory=set)  # token paging: every next page pointed to so far
 
     def add(self, cursor: int, page: Page) -> tuple[int | None, bool]:
-        """Account for one page whose orders the sink took: the cursor after it (None: it was empty, the end), and
-        whether its totals say it was the last."""
+        """Account for one page whose orders the sink took: the cursor after it (None: it was empty, the end, or
+        it points back to a page already listed), and whether its totals say it was the last."""
         self.pages += 1
+        if self.adapter.follow is not None and page.next is not None:
+            if page.next in self.tokens:  # a cycle: following on would list the same pages again
+                self.fail(f"page {self.pages} points back to a page already listed (a paging cycle)")
+                return None, False
+            self.tokens.add(page.next)
         if page.total is not None:
             self.totals.append(page.total)
             if page.total < 0:
@@ -188,8 +194,11 @@ async def stream(
     acc = _Sweep(src, adapter)
     skip = sink.skip
 
-    async def get(cursor: int) -> Page:
-        return await fetch_page(client, src, adapter.list_request(src, cursor), tally, deadline, skip)
+    async def get(cursor: int, before: Page | None = None) -> Page:
+        """The page at ``cursor``; with token paging, the one ``before`` points to (its cursor or next URL)."""
+        follow = adapter.follow
+        req = follow(src, before) if follow is not None and before is not None else adapter.list_request(src, cursor)
+        return await fetch_page(client, src, req, tally, deadline, skip)
 
     async def take(cursor: int, page: Page) -> tuple[int | None, bool]:
         await sink(page.orders)
@@ -216,13 +225,14 @@ async def stream(
                 previous = result
                 if nxt is None:
                     break
-    # sequential paging: after the first page, beyond the plan (the list grew meanwhile), and past the claimed end
+    # sequential paging: after the first page, beyond the plan (the list grew meanwhile), and past the claimed end;
+    # token paging (a cursor or Link each page gives) is sequential all the way, and complete only at its end
     while nxt is not None:
         if acc.pages >= src.max_pages:
             acc.fail(f"stopped after max_pages ({src.max_pages}) pages; raise sources.{src.name}.max_pages")
             break
         try:
-            page = await get(nxt)
+            page = await get(nxt, previous)
         except SourceError as exc:
             acc.fail(f"page {acc.pages + 1} failed: {exc.message}")
             break
