@@ -1,5 +1,5 @@
-"""Issue 14's acceptance over real HTTP: ``kind = "json"`` sources, by preset and by a fully generic config of each
-paging style, against the shop simulator. Every net change between two polls is reported exactly once, a sweep
+"""Generic JSON sources end to end over real HTTP: ``kind = "json"`` by preset and by a fully generic config of
+each paging style, against the shop simulator. Every net change between two polls is reported exactly once, a sweep
 with a failing page reports nothing vanished, faults are retried, and ``check --connect`` names a wrong path."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 15's acceptance: notification policies in the real daemon (``orderwatch run`` in a subprocess) against the
+"""Notification policies end to end: in the real daemon (``orderwatch run`` in a subprocess) against the
 simulator and a real json:// webhook receiver, its wall clock moved by ``$ORDERWATCH_CLOCK_FILE`` (no sleeping
 through hours): quiet hours that defer into one digest, urgent rules that pass, silences from the CLI, and
 scheduled summaries sent once per period across kill -9.
