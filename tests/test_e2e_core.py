@@ -1,4 +1,4 @@
-"""Issue 2's acceptance: the real CLI against the simulator over real HTTP, for both API formats."""
+"""End to end: the real CLI against the simulator over real HTTP, for both API formats."""
 
 from __future__ import annotations
 
