@@ -13,7 +13,7 @@
 (e) start-up time of the real ``orderwatch changes`` against a small database (median of several runs).
 
 Every measurement runs in its own process (``worker.py``, or the ``orderwatch`` command; the simulator in
-``server.py``). ``worker.streamed`` mirrors ``Poller._full``'s use of the store: keep them in step.
+``server.py``). ``worker.streamed`` mirrors ``Poller._full``'s use of ``FullSweep``: keep them in step.
 """
 
 from __future__ import annotations
@@ -379,7 +379,7 @@ def main() -> int:
         for name in chosen:
             SECTIONS[name](table, sizes, Path(tmp))
     table.notes.append(
-        "(a) orders are prebuilt (parsing and hashing are in (c)); 'streamed' is SnapshotSink: its fingerprint "
+        "(a) orders are prebuilt (parsing and hashing are in (c)); 'streamed' is FullSweep: its fingerprint "
         "index of the stored orders, pages of 100 through it, exact settling of the misses (keyed lookup, diff, "
         "writes), unseen + Store.record; 'whole list' is Store.snapshot + diff + Store.record"
     )

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from orderwatch.core.fingerprints import FingerprintIndex
 from orderwatch.core.model import Change, Event, Known, Order
@@ -52,7 +53,7 @@ class Store:
         self._sweeps: dict[str, Sweep] = {}  # source -> its full sweep under way (seen_begin .. seen_end)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Store:
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Self:
         """Open (and, unless ``readonly``, create and migrate) the database at ``path``; ``SchemaTooNew`` when a
         newer orderwatch has migrated it."""
         db = Database.connect(Path(path), readonly=readonly, timeout=timeout)
