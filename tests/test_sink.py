@@ -19,6 +19,7 @@ from orderwatch.core.fingerprints import FingerprintIndex, fingerprint, tag_of
 from orderwatch.core.model import CANONICAL_STATES, Change, Known, Observation, Order
 from orderwatch.errors import StoreError
 from orderwatch.store import Store
+from orderwatch.store.sweep import BulkRow
 from orderwatch.sweep.full import FullSweep
 
 T0 = "2026-11-22T10:00:00.000000Z"
@@ -102,13 +103,20 @@ def test_a_changed_state_with_the_same_content_hash_is_a_miss() -> None:
 
 
 def sweep(
-    store: Store, seen: list[Order], *, page: int = 4, settle: int = 3, now: str = T1, parsed: bool = False
+    store: Store,
+    seen: list[Order],
+    *,
+    page: int = 4,
+    settle: int = 3,
+    now: str = T1,
+    parsed: bool = False,
+    baselined: bool = True,
 ) -> Change:
     """Sweep ``seen`` through a FullSweep the way a full poll does, and record it. ``parsed``: each page goes
     through the sweep's ``skip`` first, as a parser asks it, and only its misses are handed over built."""
 
     async def run() -> tuple[int, Change]:
-        async with FullSweep(store, "s", baselined=True, now=now) as sink:
+        async with FullSweep(store, "s", baselined=baselined, now=now) as sink:
             sink.SETTLE = settle
             sink.FLUSH = 2
             skip = sink.skip if parsed else None
@@ -238,9 +246,9 @@ class ThreadNoting(Store):
 
     threads: set[int]
 
-    def seen_begin(self, source: str) -> None:
+    def seen_begin(self, source: str, *, bulk: bool = False) -> bool:
         self.threads.add(threading.get_ident())
-        super().seen_begin(source)
+        return super().seen_begin(source, bulk=bulk)
 
     def known(self, source: str, keys: Sequence[str]) -> dict[str, Known]:
         self.threads.add(threading.get_ident())
@@ -253,6 +261,14 @@ class ThreadNoting(Store):
     def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
         self.threads.add(threading.get_ident())
         super().write_rows(source, orders, now=now)
+
+    def append_rows(self, source: str, rows: Sequence[BulkRow]) -> None:
+        self.threads.add(threading.get_ident())
+        super().append_rows(source, rows)
+
+    def key_bulk(self, source: str) -> int:
+        self.threads.add(threading.get_ident())
+        return super().key_bulk(source)
 
     def unseen(self, source: str, *, seen: Callable[[str], bool] | None = None) -> dict[str, Known]:
         self.threads.add(threading.get_ident())
@@ -267,9 +283,8 @@ def test_every_store_call_of_a_full_sweep_is_made_on_one_thread_off_the_event_lo
     """A sweep's store calls, from its start to its end, are all made on one thread that is not the event loop's."""
     store = ThreadNoting.open(tmp_path / "s.db")
     store.threads = set()
-    stored = {k: order(k, "Pending") for k in "abcdef"}
-    first = diff({}, Observation("s", stored, complete=True, consistent=True), baselined=False, now=T0)
-    store.record("s", first, [], now=T0, full=True)
+    sweep(store, [order(k, "Pending") for k in "abcdef"], page=2, now=T0, baselined=False)
+    baseline_threads, store.threads = store.threads, set()
     seen = [order("a", "Paid"), order("x", "Pending"), *(order(k, "Pending") for k in "bcd")]
     change = sweep(store, seen, page=2, settle=1)
     assert events_of(change) == [
@@ -278,7 +293,8 @@ def test_every_store_call_of_a_full_sweep_is_made_on_one_thread_off_the_event_lo
         ("f", "vanished", "Pending", None),
         ("x", "appeared", None, "Pending"),
     ]
-    assert len(store.threads) == 1 and threading.get_ident() not in store.threads
+    assert len(store.threads) == len(baseline_threads) == 1
+    assert threading.get_ident() not in store.threads | baseline_threads
     store.close()
 
 
@@ -303,4 +319,30 @@ def test_a_sweep_left_by_an_error_is_ended_and_infers_nothing(tmp_path: Path) ->
     assert store.events() == []
     change = sweep(store, [order("a", "Paid"), order("b", "Pending"), order("c", "Pending")])
     assert events_of(change) == [("a", "transition", "Pending", "Paid")]
+    store.close()
+
+
+def test_a_baseline_in_bulk_counts_an_order_met_twice_once_and_keeps_its_last_sighting(tmp_path: Path) -> None:
+    """A baseline into an empty source appends its pages as they come, across several bulk writes: an order met
+    again further down (pushed by a new one) counts once, and its last sighting is the one stored."""
+    store = Store.open(tmp_path / "s.db")
+    seen = [order(f"o{i}", "Pending") for i in range(12)]
+    seen.insert(9, order("o3", "Paid", extra=1))  # o3 met again, changed meanwhile
+    seen.insert(5, order("o1", "Pending"))  # o1 met again, unchanged
+
+    async def run() -> tuple[int, Change]:
+        async with FullSweep(store, "s", baselined=False, now=T0) as sink:
+            sink.BULK = 4
+            assert sink.skip is None  # nothing stored: no order can be unchanged
+            for i in range(0, len(seen), 3):
+                await sink(tuple(seen[i : i + 3]))
+            distinct = await sink.distinct()
+            return distinct, await sink.result(await sink.unseen(), proves_absence=True)
+
+    distinct, change = anyio.run(run)
+    assert distinct == 12 and change.baseline and change.events == () and change.upserts == ()
+    store.record("s", change, [], now=T0, full=True)
+    expected = {f"o{i}": known(order(f"o{i}", "Pending")) for i in range(12)}
+    expected["o3"] = known(order("o3", "Paid", extra=1))
+    assert store.snapshot("s") == expected and len(store.orders("s")) == 12
     store.close()

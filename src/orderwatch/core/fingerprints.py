@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 import xxhash
 
-_BITS = (1 << 63) - 1  # tags and fingerprints are non-negative 63-bit integers: SQLite's INTEGER holds them
-_h64 = xxhash.xxh3_64_intdigest
+_BITS = TAG_BITS = (1 << 63) - 1  # tags and fingerprints are non-negative 63-bit integers: SQLite's INTEGER holds them
+_h64 = hash64 = xxhash.xxh3_64_intdigest  # hash64(data, seed=0): for loops that inline tag_of and fingerprint
 
 
 def tag_of(key: str) -> int:
@@ -36,6 +36,13 @@ def fingerprint(blob: bytes, state: str) -> int:
     """The fingerprint of an order's canonical JSON ``blob`` and canonical ``state``: XXH3-64 of the JSON, seeded
     with a hash of the state, so that the same JSON under another state mapping does not match."""
     return _h64(blob, _h64(state.encode())) & _BITS
+
+
+def state_seed(state: str) -> int:
+    """The seed of the fingerprints of orders in canonical ``state``: ``fingerprint(blob, state)`` is
+    ``hash64(blob, state_seed(state)) & TAG_BITS`` (and ``tag_of(key)`` is ``(hash64(key.encode()) & TAG_BITS)
+    or 1``), for loops that inline them."""
+    return _h64(state.encode())
 
 
 class FingerprintIndex:

@@ -21,6 +21,10 @@ asked; the event loop never waits for SQLite while a page is parsed. Two paths:
   over built (asked of the index again), then new orders, changed ones, anything the index cannot vouch for,
   against the store (a keyed look-up, ``diff``, the seen-keys table for orders the index does not hold).
 
+A baseline (the first sweep, of a source with no rows) takes neither path: there is nothing to compare with and no
+event to make, so its pages go to the owner thread as they are, which appends them to the store in bulk as rows
+(``Store.append_rows``) and has the store key them, and count the distinct orders, once all pages are in.
+
 Rows whose canonical state changed are held, with their events, for the poll's single final transaction. Rows
 without an event (content changes, baseline rows) are written in batches as the sweep goes: nothing depends on
 them, so a crash in between loses no event. Held rows overlay the store, so a row seen twice (pushed down a page by
@@ -41,6 +45,7 @@ import anyio.lowlevel
 from anyio.lowlevel import EventLoopToken
 
 from orderwatch.core.diff import diff
+from orderwatch.core.fingerprints import TAG_BITS, hash64, state_seed
 from orderwatch.core.model import Change, Event, Known, Observation, Order, is_canonical
 from orderwatch.errors import StoreError
 
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     from orderwatch.core.fingerprints import FingerprintIndex
     from orderwatch.sources import Skip
     from orderwatch.store import Store
+    from orderwatch.store.sweep import BulkRow
 
 T = TypeVar("T")
 
@@ -129,6 +135,8 @@ class FullSweep:
     FLUSH = 1000  # silent rows per write
     SETTLE = 500  # orders per batch settled on the owner thread
     AHEAD = 2  # batches handed to the owner thread and not yet settled, before a page waits for one
+    BULK = 5000  # rows per transaction of a baseline appended in bulk
+    BULK_AHEAD = 32  # pages of a baseline handed over and not yet taken: enough to ride out a commit
 
     def __init__(
         self,
@@ -151,6 +159,7 @@ class FullSweep:
         self._batch: list[Order] = []
         self._hits: list[int] = []  # slots the parser found unchanged, for the owner thread to mark
         self._probe: Skip | None = None
+        self._bulk = False  # a baseline into a source with no rows: its pages are appended as they come
         # owner thread only
         self._index: FingerprintIndex | None = None  # None: no index (ambiguous): everything is exact
         self._lent: FingerprintIndex | None = None  # the store's index, to give back at the end
@@ -160,6 +169,8 @@ class FullSweep:
         self._fresh: set[str] = set()  # keys the index does not hold that the sweep saw (tracked in the store)
         self._unchanged = 0  # orders the exact path found unchanged
         self._others = 0  # distinct orders seen that the index does not hold (all of them, without an index)
+        self._rows: list[BulkRow] = []  # a baseline's rows waiting to be appended
+        self._seeds: dict[str, int] = {}  # canonical state -> its fingerprints' seed
 
     # ---- the context
 
@@ -172,7 +183,7 @@ class FullSweep:
             self._owner.stop()
             raise
         index = self._index
-        if index is not None:
+        if index is not None and index.size:
             self._probe = self._make_probe(index)
         return self
 
@@ -212,6 +223,9 @@ class FullSweep:
 
     async def __call__(self, orders: Sequence[Order]) -> None:
         """Take one page's orders (those the parser built), in list order."""
+        if self._bulk:
+            await self._hand_page_over(orders)
+            return
         self._batch.extend(o.compact() for o in orders)
         if len(self._batch) >= self.SETTLE or len(self._hits) >= 20 * self.SETTLE:
             await self._hand_over()
@@ -226,6 +240,16 @@ class FullSweep:
         batch, self._batch = self._batch, []
         hits, self._hits[:] = list(self._hits), []
         self._inflight.append(self._owner.submit(lambda: self._settle(batch, hits)))
+
+    async def _hand_page_over(self, orders: Sequence[Order]) -> None:
+        """A baseline's page goes to the owner thread as it is: its orders' JSON is still in the parser's buffers,
+        which the owner thread frees as it turns them into rows, so only ``BULK_AHEAD`` pages may wait."""
+        for job in [j for j in self._inflight if j.done]:
+            self._inflight.remove(job)
+            await job.wait()
+        while len(self._inflight) >= self.BULK_AHEAD:
+            await self._inflight.pop(0).wait()
+        self._inflight.append(self._owner.submit(lambda: self._take_rows(orders)))
 
     async def _settled(self) -> None:
         """Wait until everything taken so far is settled."""
@@ -257,7 +281,9 @@ class FullSweep:
 
     def _begin(self) -> None:
         """Start the sweep: the store's seen-keys table, and the index of what it holds."""
-        self.store.seen_begin(self.source)
+        # a baseline appends its rows as they come (a dry run writes nothing, and a source that once had its
+        # baseline makes events: those are settled exactly)
+        self._bulk = self.store.seen_begin(self.source, bulk=self.write and not self.baselined)
         try:
             # a stored state that is not canonical was kept as the API spelled it: raw and canonical are the same
             stored = self.store.stored_states(self.source)
@@ -269,6 +295,10 @@ class FullSweep:
         self._index = None if index.ambiguous else index
 
     def _seen(self) -> int:
+        if self._bulk:  # all pages are in: the store keys the rows and counts the distinct orders
+            self._append()
+            self._bulk = False
+            self._others = self.store.key_bulk(self.source)
         return self._others + (self._index.marked if self._index is not None else 0)
 
     def _settle(self, orders: list[Order], hits: list[int]) -> None:
@@ -304,6 +334,49 @@ class FullSweep:
         if len(self._silent) >= self.FLUSH:
             self._flush()
 
+    def _take_rows(self, orders: Sequence[Order]) -> None:
+        """A baseline's page: its orders as rows, appended once there are ``BULK`` of them. No order is stored
+        yet, and a baseline makes no event, so there is nothing to look up or diff; an order met twice is appended
+        twice, and the store keeps its last sighting when it keys the rows."""
+        # every order of a baseline goes through this loop while the event loop parses the next pages and wants
+        # the GIL back: tag_of and fingerprint are inlined, with the state seeds cached
+        rows = self._rows
+        seeds = self._seeds
+        states = self.seen_states
+        source, now = self.source, self.now
+        h64 = hash64
+        for o in orders:
+            state = o.state
+            seed = seeds.get(state)
+            if seed is None:
+                seed = seeds[state] = state_seed(state)
+            states.add((o.raw_state, state))
+            key = o.key
+            blob = o.raw_json
+            tag = (h64(key.encode()) & TAG_BITS) or 1
+            rows.append(
+                (
+                    source,
+                    key,
+                    o.raw_state,
+                    state,
+                    o.digest,
+                    tag,
+                    h64(blob, seed) & TAG_BITS,
+                    o.created,
+                    now,
+                    now,
+                    blob.decode(),
+                )
+            )
+        if len(rows) >= self.BULK:
+            self._append()
+
+    def _append(self) -> None:
+        if self._rows:
+            self.store.append_rows(self.source, self._rows)
+        self._rows = []
+
     def _diff(self, run: dict[str, Order], stored: Mapping[str, Known]) -> None:
         """Diff orders with distinct keys against the store, overlaid with the rows held so far."""
         previous: dict[str, Known] = {}
@@ -335,6 +408,7 @@ class FullSweep:
         return self.store.unseen(self.source, seen=index.seen if index is not None else None)
 
     def _finish(self, missing: Mapping[str, Known], *, proves_absence: bool) -> Change:
+        self._seen()  # a baseline in bulk ends here at the latest
         self._flush()
         gone = diff(
             missing,
