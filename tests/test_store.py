@@ -468,3 +468,27 @@ def test_a_baseline_that_died_in_bulk_is_keyed_by_the_next_store_or_writer(tmp_p
     assert len(meanwhile.orders("ace")) == 2
     writer.seen_end("ace")
     assert len(meanwhile.orders("ace")) == 2
+
+
+def test_a_baseline_in_bulk_whose_write_failed_keys_and_counts_what_it_kept(tmp_path: Path) -> None:
+    """A bulk write that fails (here the connection refuses writes) keeps none of its rows, and the sweep still
+    keys and counts exactly the rows it did keep."""
+    path = tmp_path / "ow.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    store = Store(conn, path)
+    baseline_in_bulk(store, [order("a", "Paid"), order("b", "Paid")])
+    conn.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreError, match="readonly"):
+        store.append_rows("ace", [bulk_row(order("x", "Paid")), bulk_row(order("a", "Refunded"))])
+    conn.execute("PRAGMA query_only = OFF")
+    store.append_rows("ace", [bulk_row(order("c", "Pending")), bulk_row(order("a", "Finished"))])
+    assert store.key_bulk("ace") == 3
+    store.seen_end("ace")
+    assert store.snapshot("ace") == {
+        "a": Known("Finished", "Finished", order("a", "Finished").digest),
+        "b": Known("Paid", "Paid", order("b", "Paid").digest),
+        "c": Known("Pending", "Pending", order("c", "Pending").digest),
+    }
+    assert len(store.orders("ace")) == 3
+    store.close()

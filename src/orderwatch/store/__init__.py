@@ -217,9 +217,13 @@ class Store:
         bulk = current.bulk
         if bulk is None:
             raise StoreError(f"the sweep of {source!r} appends no rows in bulk")  # a caller's bug
-        with self._writing(source) as (conn, written):
-            written.append(None)  # the kept index of an empty source has nothing to follow: read it afresh
-            appended = bulk.append(conn, source, rows)
+        try:
+            with self._writing(source) as (conn, written):
+                written.append(None)  # the kept index of an empty source has nothing to follow: read it afresh
+                appended = bulk.append(conn, source, rows)
+        except BaseException:
+            bulk.listed = False  # the list of keys has no rollback journal: it may list rows that were not kept
+            raise
         if not appended:
             current.bulk = None
             raise StoreError(

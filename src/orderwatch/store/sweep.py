@@ -35,6 +35,7 @@ class BulkRows:
         self.after: int | None = None  # rows of the source after this id may be unkeyed
         self.appended = 0
         self.keyed_by_others = False  # another store keyed some of the rows (they are no longer in the count)
+        self.listed = True  # temp.bulk_keys lists every row appended, and only those
 
     def key(self, conn: sqlite3.Connection, source: str) -> int:
         """Key the rows appended (inside a write transaction); returns how many distinct orders they hold."""
@@ -42,6 +43,17 @@ class BulkRows:
             return 0
         if not unkeyed(conn, source):  # another store keyed them all since the last append
             self.keyed_by_others = True
+        if self.listed and not self.keyed_by_others:
+            # their keys and ids, listed as they were appended: a few MB to sort, not the rows with their JSON
+            keyed: int = conn.execute(
+                "INSERT OR IGNORE INTO order_keys (source, key, id)"
+                " SELECT source, key, id FROM temp.bulk_keys WHERE source = ? ORDER BY key, id DESC",
+                (source,),
+            ).rowcount
+            if keyed != self.appended:
+                drop_unkeyed(conn, source, self.after)
+            conn.execute("DELETE FROM unkeyed WHERE source = ?", (source,))
+            return keyed
         keyed = key_unkeyed(conn, source, self.after, self.appended)
         if not self.keyed_by_others:
             return keyed
@@ -68,7 +80,13 @@ class BulkRows:
             " ON CONFLICT (source) DO UPDATE SET after = min(after, excluded.after)",
             (source, self.after),
         )
+        first = snapshot.next_id(conn)
         snapshot.append_unnumbered(conn, rows)
+        conn.execute(
+            "INSERT INTO temp.bulk_keys (source, key, id)"
+            " SELECT source, key, id FROM orders WHERE id >= ? AND source = ?",
+            (first, source),
+        )
         self.appended += len(rows)
         return True
 
@@ -119,6 +137,9 @@ class Sweep:
             "CREATE TEMP TABLE IF NOT EXISTS seen (source TEXT, key TEXT, PRIMARY KEY (source, key)) WITHOUT ROWID"
         )
         conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+        # the keys and ids of a bulk baseline's rows, as appended (see ``BulkRows.key``)
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS bulk_keys (source TEXT, key TEXT, id INTEGER)")
+        conn.execute("DELETE FROM temp.bulk_keys WHERE source = ?", (source,))
 
     def add(self, conn: sqlite3.Connection, keys: Sequence[str]) -> int:
         """Note keys the sweep saw; returns how many it had not seen before."""
@@ -154,3 +175,4 @@ class Sweep:
     def end(self, conn: sqlite3.Connection) -> None:
         """Forget the sweep's seen keys."""
         conn.execute("DELETE FROM temp.seen WHERE source = ?", (self.source,))
+        conn.execute("DELETE FROM temp.bulk_keys WHERE source = ?", (self.source,))
