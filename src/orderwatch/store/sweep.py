@@ -82,10 +82,10 @@ class BulkRows:
         )
         first = snapshot.next_id(conn)
         snapshot.append_unnumbered(conn, rows)
+        # the rows from ``first`` on are the ones just appended (this transaction holds the write lock); by id
+        # alone, or SQLite reads the source's whole state index for them, every batch
         conn.execute(
-            "INSERT INTO temp.bulk_keys (source, key, id)"
-            " SELECT source, key, id FROM orders WHERE id >= ? AND source = ?",
-            (first, source),
+            "INSERT INTO temp.bulk_keys (source, key, id) SELECT source, key, id FROM orders WHERE id >= ?", (first,)
         )
         self.appended += len(rows)
         return True
