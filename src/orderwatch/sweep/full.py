@@ -136,7 +136,7 @@ class FullSweep:
     SETTLE = 500  # orders per batch settled on the owner thread
     AHEAD = 2  # batches handed to the owner thread and not yet settled, before a page waits for one
     BULK = 5000  # rows per transaction of a baseline appended in bulk
-    BULK_AHEAD = 32  # pages of a baseline handed over and not yet taken: enough to ride out a commit
+    BULK_AHEAD = 16  # pages of a baseline handed over and not yet taken: enough to ride out a commit
 
     def __init__(
         self,
