@@ -135,8 +135,9 @@ class FullSweep:
     FLUSH = 1000  # silent rows per write
     SETTLE = 500  # orders per batch settled on the owner thread
     AHEAD = 2  # batches handed to the owner thread and not yet settled, before a page waits for one
+    MARKS = 10_000  # unchanged orders found by the parser, handed over to be marked even without a batch
     BULK = 5000  # rows per transaction of a baseline appended in bulk
-    BULK_AHEAD = 16  # pages of a baseline handed over and not yet taken: enough to ride out a commit
+    BULK_AHEAD = 16  # pages of a baseline handed over and not yet taken
 
     def __init__(
         self,
@@ -224,32 +225,29 @@ class FullSweep:
     async def __call__(self, orders: Sequence[Order]) -> None:
         """Take one page's orders (those the parser built), in list order."""
         if self._bulk:
-            await self._hand_page_over(orders)
+            # a baseline's page goes to the owner thread as it is: its orders' JSON is still in the parser's
+            # buffers, which the owner thread frees as it turns them into rows, so only BULK_AHEAD pages may wait
+            await self._room(self.BULK_AHEAD)
+            self._inflight.append(self._owner.submit(lambda: self._take_rows(orders)))
             return
         self._batch.extend(o.compact() for o in orders)
-        if len(self._batch) >= self.SETTLE or len(self._hits) >= 20 * self.SETTLE:
+        if len(self._batch) >= self.SETTLE or len(self._hits) >= self.MARKS:
             await self._hand_over()
 
-    async def _hand_over(self) -> None:
-        """Give what waits to the owner thread, waiting first while it has ``AHEAD`` batches to settle."""
+    async def _room(self, limit: int) -> None:
+        """Raise the error of a job the owner thread has done, and wait while ``limit`` jobs are not done."""
         for job in [j for j in self._inflight if j.done]:
             self._inflight.remove(job)
             await job.wait()  # its error, if any
-        while len(self._inflight) >= self.AHEAD:
+        while len(self._inflight) >= limit:
             await self._inflight.pop(0).wait()
+
+    async def _hand_over(self) -> None:
+        """Give what waits to the owner thread, waiting first while it has ``AHEAD`` batches to settle."""
+        await self._room(self.AHEAD)
         batch, self._batch = self._batch, []
         hits, self._hits[:] = list(self._hits), []
         self._inflight.append(self._owner.submit(lambda: self._settle(batch, hits)))
-
-    async def _hand_page_over(self, orders: Sequence[Order]) -> None:
-        """A baseline's page goes to the owner thread as it is: its orders' JSON is still in the parser's buffers,
-        which the owner thread frees as it turns them into rows, so only ``BULK_AHEAD`` pages may wait."""
-        for job in [j for j in self._inflight if j.done]:
-            self._inflight.remove(job)
-            await job.wait()
-        while len(self._inflight) >= self.BULK_AHEAD:
-            await self._inflight.pop(0).wait()
-        self._inflight.append(self._owner.submit(lambda: self._take_rows(orders)))
 
     async def _settled(self) -> None:
         """Wait until everything taken so far is settled."""
