@@ -25,11 +25,11 @@ import orjson
 from common import Timed, churn, emit, max_rss_mb, populate, quiet_logs, source, timed
 
 from orderwatch.core.diff import diff
-from orderwatch.core.model import Observation, Order
+from orderwatch.core.model import Change, Observation, Order
 from orderwatch.simulator import Api, SimServer, Simulator
 from orderwatch.sources import ADAPTERS, Source
 from orderwatch.store import Store
-from orderwatch.sweep.full import SnapshotSink
+from orderwatch.sweep.full import FullSweep
 from orderwatch.sweep.http import Clients
 from orderwatch.sweep.poller import Poller
 
@@ -83,19 +83,25 @@ def build_cost(n: int) -> float:
 
 
 def streamed(store: Store, orders: list[Order], *, baselined: bool, now: str) -> None:
-    """What a full poll does with the store, minus HTTP (``Poller._full``'s calls, without the thread hops): the
-    sink's start (the fingerprint index of the stored orders), pages of 100 through its fast path with the misses
-    settled exactly in batches, the unseen orders, and the final ``Store.record`` transaction."""
-    sink = SnapshotSink(store, "bench", baselined=baselined, now=now)
-    sink.begin()
-    for i in range(0, len(orders), PAGE):
-        if sink.take(orders[i : i + PAGE]):
-            sink.settle()
-    sink.settle()
-    missing = sink.unseen()
-    sink.end()
-    change = sink.finish(missing, proves_absence=True)
-    assert not missing and (not baselined or len(change.events) == len(orders) // 100)
+    """What a full poll does with the store, minus HTTP (``Poller._full``'s use of ``FullSweep``): the sweep's start
+    (the fingerprint index of the stored orders), pages of 100 through its fast path with the misses settled exactly
+    in batches on its thread, the unseen orders, and the final ``Store.record`` transaction."""
+
+    async def sweep() -> Change:
+        async with FullSweep(store, "bench", baselined=baselined, now=now) as sink:
+            skip = sink.skip
+            for i in range(0, len(orders), PAGE):
+                page = orders[i : i + PAGE]
+                if skip is not None:  # as the parser asks it
+                    page = [o for o in page if not skip(o.key, o.state, o.raw_json)]
+                await sink(tuple(page))
+            await sink.distinct()
+            missing = await sink.unseen()
+            assert not missing
+            return await sink.result(missing, proves_absence=True)
+
+    change = anyio.run(sweep)
+    assert not baselined or len(change.events) == len(orders) // 100
     store.record("bench", change, [], now=now, full=True)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,8 +17,10 @@ from hypothesis import strategies as st
 from orderwatch.core.diff import diff
 from orderwatch.core.fingerprints import FingerprintIndex, fingerprint, tag_of
 from orderwatch.core.model import CANONICAL_STATES, Change, Known, Observation, Order
+from orderwatch.errors import StoreError
 from orderwatch.store import Store
-from orderwatch.sweep.full import SnapshotSink
+from orderwatch.store.sweep import BulkRow
+from orderwatch.sweep.full import FullSweep
 
 T0 = "2026-11-22T10:00:00.000000Z"
 T1 = "2026-11-22T10:01:00.000000Z"
@@ -98,20 +102,34 @@ def test_a_changed_state_with_the_same_content_hash_is_a_miss() -> None:
     assert take(index, [paid]) == [] and index.marked == 1
 
 
-def sweep(store: Store, seen: list[Order], *, page: int = 4, settle: int = 3, now: str = T1) -> Change:
-    """Sweep ``seen`` through a SnapshotSink the way a full poll does, and record it."""
-    sink = SnapshotSink(store, "s", baselined=True, now=now)
-    sink.SETTLE = settle
-    sink.FLUSH = 2
-    sink.begin()
-    for i in range(0, len(seen), page):
-        if sink.take(seen[i : i + page]):
-            sink.settle()
-    sink.settle()
-    distinct = sink.seen
-    missing = sink.unseen()
-    sink.end()
-    change = sink.finish(missing, proves_absence=True)
+def sweep(
+    store: Store,
+    seen: list[Order],
+    *,
+    page: int = 4,
+    settle: int = 3,
+    now: str = T1,
+    parsed: bool = False,
+    baselined: bool = True,
+) -> Change:
+    """Sweep ``seen`` through a FullSweep the way a full poll does, and record it. ``parsed``: each page goes
+    through the sweep's ``skip`` first, as a parser asks it, and only its misses are handed over built."""
+
+    async def run() -> tuple[int, Change]:
+        async with FullSweep(store, "s", baselined=baselined, now=now) as sink:
+            sink.SETTLE = settle
+            sink.FLUSH = 2
+            skip = sink.skip if parsed else None
+            for i in range(0, len(seen), page):
+                built = seen[i : i + page]
+                if skip is not None:
+                    built = [o for o in built if not skip(o.key, o.state, o.raw_json)]
+                await sink(tuple(built))
+            distinct = await sink.distinct()
+            missing = await sink.unseen()
+            return distinct, await sink.result(missing, proves_absence=True)
+
+    distinct, change = anyio.run(run)
     assert distinct == len({o.key for o in seen})
     store.record("s", change, [], now=now, full=True)
     return change
@@ -125,9 +143,10 @@ def sweep_through_sink(
     tags: Mapping[str, int] | None = None,
     page: int = 4,
     settle: int = 3,
+    parsed: bool = False,
 ) -> tuple[Change, dict[str, Known]]:
     """Store ``stored`` as a baseline (with the stored ``tags`` of some keys overwritten in the database file, to
-    make them collide), then sweep ``seen`` through a SnapshotSink the way a full poll does."""
+    make them collide), then sweep ``seen`` through a FullSweep the way a full poll does."""
     store = Store.open(path)
     try:
         first = diff({}, Observation("s", dict(stored), complete=True, consistent=True), baselined=False, now=T0)
@@ -135,7 +154,7 @@ def sweep_through_sink(
         if tags:
             with closing(sqlite3.connect(path)) as db, db:
                 db.executemany("UPDATE orders SET tag = ? WHERE key = ?", [(t, k) for k, t in tags.items()])
-        change = sweep(store, seen, page=page, settle=settle)
+        change = sweep(store, seen, page=page, settle=settle, parsed=parsed)
         return change, store.snapshot("s")
     finally:
         store.close()
@@ -146,17 +165,18 @@ def events_of(change: Change) -> list[tuple[str, str, str | None, str | None]]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(order_maps, pushed_down(), st.integers(1, 5), st.integers(1, 6))
+@given(order_maps, pushed_down(), st.integers(1, 5), st.integers(1, 6), st.booleans())
 def test_the_sink_finds_the_same_events_as_the_pure_diff_of_the_whole_list(
-    stored: dict[str, Order], seen: list[Order], page: int, settle: int
+    stored: dict[str, Order], seen: list[Order], page: int, settle: int, parsed: bool
 ) -> None:
-    """Page by page through the index and the store, in settling batches of any size, the sweep makes the events
-    and the snapshot that one diff of the whole list makes; a row met twice counts once."""
+    """Page by page through the index and the store, in settling batches of any size, with unchanged orders left
+    out by the parser or handed over built, the sweep makes the events and the snapshot that one diff of the whole
+    list makes; a row met twice counts once."""
     whole = {o.key: o for o in seen}
     previous = {k: known(o) for k, o in stored.items()}
     expected = diff(previous, Observation("s", whole, complete=True, consistent=True), baselined=True, now=T1)
     with tempfile.TemporaryDirectory() as tmp:
-        change, after = sweep_through_sink(Path(tmp) / "s.db", stored, seen, page=page, settle=settle)
+        change, after = sweep_through_sink(Path(tmp) / "s.db", stored, seen, page=page, settle=settle, parsed=parsed)
     assert events_of(change) == events_of(expected)
     assert after == {k: known(o) for k, o in whole.items()}
 
@@ -196,9 +216,9 @@ def test_a_row_pushed_down_a_page_makes_one_event(tmp_path: Path, settle: int) -
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(order_maps, st.lists(pushed_down(), min_size=2, max_size=4), st.integers(1, 5))
+@given(order_maps, st.lists(pushed_down(), min_size=2, max_size=4), st.integers(1, 5), st.booleans())
 def test_sweep_after_sweep_on_the_kept_index_finds_what_the_pure_diff_finds(
-    stored: dict[str, Order], sweeps: list[list[Order]], settle: int
+    stored: dict[str, Order], sweeps: list[list[Order]], settle: int, parsed: bool
 ) -> None:
     """Sweeps one after another on one store (each on the index the store kept and updated with the last one's
     writes, vanished orders included) make the events one diff of each whole list against the snapshot makes."""
@@ -214,8 +234,115 @@ def test_sweep_after_sweep_on_the_kept_index_finds_what_the_pure_diff_finds(
                 expected = diff(
                     previous, Observation("s", whole, complete=True, consistent=True), baselined=True, now=now
                 )
-                change = sweep(store, seen, settle=settle, now=now)
+                change = sweep(store, seen, settle=settle, now=now, parsed=parsed)
                 assert events_of(change) == events_of(expected)
                 assert store.snapshot("s") == {k: known(o) for k, o in whole.items()}
         finally:
             store.close()
+
+
+class ThreadNoting(Store):
+    """A store that notes which thread makes each of the calls a full sweep makes."""
+
+    threads: set[int]
+
+    def seen_begin(self, source: str, *, bulk: bool = False) -> bool:
+        self.threads.add(threading.get_ident())
+        return super().seen_begin(source, bulk=bulk)
+
+    def known(self, source: str, keys: Sequence[str]) -> dict[str, Known]:
+        self.threads.add(threading.get_ident())
+        return super().known(source, keys)
+
+    def seen_add(self, source: str, keys: Sequence[str]) -> int:
+        self.threads.add(threading.get_ident())
+        return super().seen_add(source, keys)
+
+    def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
+        self.threads.add(threading.get_ident())
+        super().write_rows(source, orders, now=now)
+
+    def append_rows(self, source: str, rows: Sequence[BulkRow]) -> None:
+        self.threads.add(threading.get_ident())
+        super().append_rows(source, rows)
+
+    def key_bulk(self, source: str) -> int:
+        self.threads.add(threading.get_ident())
+        return super().key_bulk(source)
+
+    def unseen(self, source: str, *, seen: Callable[[str], bool] | None = None) -> dict[str, Known]:
+        self.threads.add(threading.get_ident())
+        return super().unseen(source, seen=seen)
+
+    def seen_end(self, source: str) -> None:
+        self.threads.add(threading.get_ident())
+        super().seen_end(source)
+
+
+def test_every_store_call_of_a_full_sweep_is_made_on_one_thread_off_the_event_loop(tmp_path: Path) -> None:
+    """A sweep's store calls, from its start to its end, are all made on one thread that is not the event loop's."""
+    store = ThreadNoting.open(tmp_path / "s.db")
+    store.threads = set()
+    sweep(store, [order(k, "Pending") for k in "abcdef"], page=2, now=T0, baselined=False)
+    baseline_threads, store.threads = store.threads, set()
+    seen = [order("a", "Paid"), order("x", "Pending"), *(order(k, "Pending") for k in "bcd")]
+    change = sweep(store, seen, page=2, settle=1)
+    assert events_of(change) == [
+        ("a", "transition", "Pending", "Paid"),
+        ("e", "vanished", "Pending", None),
+        ("f", "vanished", "Pending", None),
+        ("x", "appeared", None, "Pending"),
+    ]
+    assert len(store.threads) == len(baseline_threads) == 1
+    assert threading.get_ident() not in store.threads | baseline_threads
+    store.close()
+
+
+def test_a_sweep_left_by_an_error_is_ended_and_infers_nothing(tmp_path: Path) -> None:
+    """A sweep whose block fails is ended in the store all the same (its seen keys forgotten), and the next sweep
+    finds exactly what changed; nothing was reported vanished for the orders the failed one did not reach."""
+    store = Store.open(tmp_path / "s.db")
+    stored = {k: order(k, "Pending") for k in "abc"}
+    first = diff({}, Observation("s", stored, complete=True, consistent=True), baselined=False, now=T0)
+    store.record("s", first, [], now=T0, full=True)
+
+    async def failing() -> None:
+        async with FullSweep(store, "s", baselined=True, now=T1) as sink:
+            await sink((order("a", "Paid"),))
+            await sink.distinct()
+            raise RuntimeError("the poll broke off")
+
+    with pytest.raises(RuntimeError, match="broke off"):
+        anyio.run(failing)
+    with pytest.raises(StoreError, match="no sweep"):
+        store.seen_add("s", ["a"])
+    assert store.events() == []
+    change = sweep(store, [order("a", "Paid"), order("b", "Pending"), order("c", "Pending")])
+    assert events_of(change) == [("a", "transition", "Pending", "Paid")]
+    store.close()
+
+
+def test_a_baseline_in_bulk_counts_an_order_met_twice_once_and_keeps_its_last_sighting(tmp_path: Path) -> None:
+    """A baseline into an empty source appends its pages as they come, across several bulk writes: an order met
+    again further down (pushed by a new one) counts once, and its last sighting is the one stored."""
+    store = Store.open(tmp_path / "s.db")
+    seen = [order(f"o{i}", "Pending") for i in range(12)]
+    seen.insert(9, order("o3", "Paid", extra=1))  # o3 met again, changed meanwhile
+    seen.insert(5, order("o1", "Pending"))  # o1 met again, unchanged
+
+    async def run() -> tuple[int, Change]:
+        async with FullSweep(store, "s", baselined=False, now=T0) as sink:
+            sink.BULK = 4
+            assert sink.skip is None  # nothing stored: no order can be unchanged
+            for i in range(0, len(seen), 3):
+                await sink(tuple(seen[i : i + 3]))
+            distinct = await sink.distinct()
+            return distinct, await sink.result(await sink.unseen(), proves_absence=True)
+
+    distinct, change = anyio.run(run)
+    assert distinct == 12 and change.baseline and change.events == () and change.upserts == ()
+    store.record("s", change, [], now=T0, full=True)
+    expected = {f"o{i}": known(order(f"o{i}", "Pending")) for i in range(12)}
+    expected["o3"] = known(order("o3", "Paid", extra=1))
+    assert store.snapshot("s") == expected and len(store.orders("s")) == 12
+    store.close()

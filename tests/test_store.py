@@ -22,6 +22,7 @@ from orderwatch.core.model import Change, Known, Observation, Order
 from orderwatch.errors import SchemaTooNew, StoreError
 from orderwatch.store import EventFilter, Store, migrations
 from orderwatch.store.db import Database
+from orderwatch.store.sweep import BulkRow
 
 T0 = "2026-11-22T10:00:00.000000Z"
 T1 = "2026-11-22T10:01:00.000000Z"
@@ -387,32 +388,62 @@ def test_an_overtaken_writer_neither_repeats_nor_undoes_what_the_other_recorded(
     assert slow.snapshot("ace")["a"].state == "Finished" and "z" not in slow.snapshot("ace")
 
 
+def bulk_row(o: Order, now: str = T0) -> BulkRow:
+    """``o`` as a baseline in bulk appends it."""
+    blob = o.raw_json
+    return (
+        "ace",
+        o.key,
+        o.raw_state,
+        o.state,
+        o.digest,
+        tag_of(o.key),
+        fingerprint(blob, o.state),
+        o.created,
+        now,
+        now,
+        blob.decode(),
+    )
+
+
 def baseline_in_bulk(store: Store, orders: list[Order]) -> None:
-    """What a baseline sweep of an empty source asks of the store, up to its rows written (no seen_end yet)."""
-    store.seen_begin("ace")
-    index = store.fingerprint_index("ace")
-    assert store.known("ace", [o.key for o in orders]) == {}
-    assert store.seen_add("ace", [o.key for o in orders]) == len(orders)
-    store.write_rows("ace", orders, now=T0)
-    store.fingerprints_done("ace", index)
+    """What a baseline sweep of an empty source asks of the store, up to its rows appended (not keyed yet)."""
+    assert store.seen_begin("ace", bulk=True)
+    store.append_rows("ace", [bulk_row(o) for o in orders])
 
 
-def test_a_baseline_appended_in_bulk_is_keyed_when_its_sweep_ends(tmp_path: Path) -> None:
-    """Rows a baseline appends in bulk answer the sweep's own look-ups at once (a row met twice is one row) and are
-    keyed for everyone when the sweep ends, also when another store keyed the first of them meanwhile."""
+def test_a_baseline_appended_in_bulk_is_keyed_once_its_sweep_has_all_its_pages(tmp_path: Path) -> None:
+    """Rows a baseline appends in bulk are keyed when its sweep has all its pages, which counts the distinct orders
+    exactly: an order appended twice is kept once, as last appended, also when another store keyed some of the
+    rows meanwhile (as after a crash)."""
     store = Store.open(tmp_path / "ow.db")
     orders = [order(f"o{i}", "Paid") for i in range(1200)]
     baseline_in_bulk(store, orders)
-    assert store.known("ace", ["o1", "nope"]) == {"o1": Known("Paid", "Paid", orders[1].digest)}
-    assert store.seen_add("ace", ["o1", "o2", "new"]) == 1
-    store.write_rows("ace", [order("o1", "Finished")], now=T1)
+    store.append_rows("ace", [bulk_row(order("o1", "Finished"), T1)])
     other = Store.open(tmp_path / "ow.db")  # keys the rows so far, as after a crash
     assert other.known("ace", ["o1"]) == {"o1": Known("Finished", "Finished", order("o1", "Finished").digest)}
-    store.write_rows("ace", [order("new", "Pending"), order("o2", "Paid")], now=T1)
+    store.append_rows("ace", [bulk_row(order("new", "Pending"), T1), bulk_row(order("o2", "Paid"), T1)])
     assert other.known("ace", ["new"]) == {}  # appended after: not keyed yet
+    assert store.key_bulk("ace") == 1201
     store.seen_end("ace")
     assert set(other.known("ace", ["new", "o2"])) == {"new", "o2"}
     assert len(other.snapshot("ace")) == 1201 and len(other.orders("ace")) == 1201
+
+
+def test_a_baseline_in_bulk_overtaken_by_another_writers_baseline_drops_its_rows(tmp_path: Path) -> None:
+    """When another writer takes the baseline of a source while a baseline in bulk sweeps it, the sweep's next rows
+    are refused and those it appended but nobody keyed are dropped: no order is added silently after a baseline."""
+    path = tmp_path / "ow.db"
+    slow = Store.open(path)
+    baseline_in_bulk(slow, [order("a", "Paid")])
+    fast = Store.open(path)  # keys "a" when it opens: it is part of the baseline fast takes
+    fast.record(
+        "ace", Change(events=(), upserts=(order("b", "Paid"),), removals=(), baseline=True), [], now=T1, full=True
+    )
+    with pytest.raises(StoreError, match="another poll took the baseline"):
+        slow.append_rows("ace", [bulk_row(order("z", "Pending"))])
+    slow.seen_end("ace")
+    assert set(fast.snapshot("ace")) == {"a", "b"} and len(fast.orders("ace")) == 2
 
 
 def test_a_baseline_that_died_in_bulk_is_keyed_by_the_next_store_or_writer(tmp_path: Path) -> None:
@@ -424,7 +455,7 @@ def test_a_baseline_that_died_in_bulk_is_keyed_by_the_next_store_or_writer(tmp_p
     reopened = Store.open(path)
     assert set(reopened.known("ace", ["a", "b"])) == {"a", "b"}
     dying = Store.open(path)
-    dying.seen_begin("ace")  # not empty any more: an ordinary sweep
+    assert not dying.seen_begin("ace", bulk=True)  # not empty any more: an ordinary sweep
     dying.seen_end("ace")
     writer = Store.open(tmp_path / "other.db")
     baseline_in_bulk(writer, [order("x", "Paid"), order("y", "Paid")])
@@ -437,3 +468,27 @@ def test_a_baseline_that_died_in_bulk_is_keyed_by_the_next_store_or_writer(tmp_p
     assert len(meanwhile.orders("ace")) == 2
     writer.seen_end("ace")
     assert len(meanwhile.orders("ace")) == 2
+
+
+def test_a_baseline_in_bulk_whose_write_failed_keys_and_counts_what_it_kept(tmp_path: Path) -> None:
+    """A bulk write that fails (here the connection refuses writes) keeps none of its rows, and the sweep still
+    keys and counts exactly the rows it did keep."""
+    path = tmp_path / "ow.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    store = Store(conn, path)
+    baseline_in_bulk(store, [order("a", "Paid"), order("b", "Paid")])
+    conn.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreError, match="readonly"):
+        store.append_rows("ace", [bulk_row(order("x", "Paid")), bulk_row(order("a", "Refunded"))])
+    conn.execute("PRAGMA query_only = OFF")
+    store.append_rows("ace", [bulk_row(order("c", "Pending")), bulk_row(order("a", "Finished"))])
+    assert store.key_bulk("ace") == 3
+    store.seen_end("ace")
+    assert store.snapshot("ace") == {
+        "a": Known("Finished", "Finished", order("a", "Finished").digest),
+        "b": Known("Paid", "Paid", order("b", "Paid").digest),
+        "c": Known("Pending", "Pending", order("c", "Pending").digest),
+    }
+    assert len(store.orders("ace")) == 3
+    store.close()

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 import xxhash
 
-_BITS = (1 << 63) - 1  # tags and fingerprints are non-negative 63-bit integers: SQLite's INTEGER holds them
-_h64 = xxhash.xxh3_64_intdigest
+_BITS = TAG_BITS = (1 << 63) - 1  # tags and fingerprints are non-negative 63-bit integers: SQLite's INTEGER holds them
+_h64 = hash64 = xxhash.xxh3_64_intdigest  # hash64(data, seed=0): for loops that inline tag_of and fingerprint
 
 
 def tag_of(key: str) -> int:
@@ -36,6 +36,13 @@ def fingerprint(blob: bytes, state: str) -> int:
     """The fingerprint of an order's canonical JSON ``blob`` and canonical ``state``: XXH3-64 of the JSON, seeded
     with a hash of the state, so that the same JSON under another state mapping does not match."""
     return _h64(blob, _h64(state.encode())) & _BITS
+
+
+def state_seed(state: str) -> int:
+    """The seed of the fingerprints of orders in canonical ``state``: ``fingerprint(blob, state)`` is
+    ``hash64(blob, state_seed(state)) & TAG_BITS`` (and ``tag_of(key)`` is ``(hash64(key.encode()) & TAG_BITS)
+    or 1``), for loops that inline them."""
+    return _h64(state.encode())
 
 
 class FingerprintIndex:
@@ -110,16 +117,17 @@ class FingerprintIndex:
         """Every (tag, fingerprint) held, sorted (for checks and tests)."""
         return sorted((t, f) for t, f in zip(self._tags, self._fps, strict=True) if t)
 
-    def unchanged(self, key: str, state: str, blob: bytes) -> bool:
-        """True when the order ``key`` is stored with this canonical ``state`` and canonical JSON ``blob``: it is
-        then marked seen. False for a miss (nothing marked): the caller settles that order exactly."""
+    def find(self, key: str, state: str, blob: bytes) -> int:
+        """The slot of the order ``key`` when it is stored with this canonical ``state`` and canonical JSON
+        ``blob``, else -1 (a miss: the caller settles that order exactly). Reads the index only, so one thread may
+        ask while another marks (the state seeds it caches are the same whoever computes them)."""
         # asked of every order of a full sweep: tag_of and fingerprint are inlined, with the state seeds cached
         tag = (_h64(key.encode()) & _BITS) or 1
         tags = self._tags
         i = tag & self._mask
         while (t := tags[i]) != tag:
             if t == 0:
-                return False
+                return -1
             i = (i + 1) & self._mask
         seed = self._seeds.get(state)
         if seed is None:
@@ -127,6 +135,23 @@ class FingerprintIndex:
             if len(self._seeds) < 64:  # the states of one source are few; an API's odd spellings are not kept
                 self._seeds[state] = seed
         if self._fps[i] != _h64(blob, seed) & _BITS:
+            return -1
+        return i
+
+    def mark_slots(self, slots: Iterable[int]) -> None:
+        """Mark the orders in these slots (found by ``find``) seen; each counts as a hit."""
+        seen = self._seen
+        n = 0
+        for i in slots:
+            seen[i] = 1
+            n += 1
+        self.hits += n
+
+    def unchanged(self, key: str, state: str, blob: bytes) -> bool:
+        """True when the order ``key`` is stored with this canonical ``state`` and canonical JSON ``blob``: it is
+        then marked seen. False for a miss (nothing marked): the caller settles that order exactly."""
+        i = self.find(key, state, blob)
+        if i < 0:
             return False
         self.hits += 1
         self._seen[i] = 1
@@ -161,8 +186,7 @@ class FingerprintIndex:
 
     @property
     def marked(self) -> int:
-        """How many stored orders the sweep has seen. Counted from the marks, not kept in a counter: the parser
-        (event loop) and the exact path (a worker thread) mark at the same time, and a mark is one byte store."""
+        """How many stored orders the sweep has seen, counted from the marks (a slot marked twice counts once)."""
         return self._seen.count(1)
 
     @property

@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from orderwatch.core.fingerprints import FingerprintIndex
 from orderwatch.core.model import Change, Event, Known, Order
@@ -48,7 +49,7 @@ from orderwatch.store.kept import KeptIndex, Prints
 from orderwatch.store.record import Poll, record
 from orderwatch.store.rows import DeliveryLike, EventFilter, OrderRow, OutboxRow, SourceState
 from orderwatch.store.silences import SilenceRow
-from orderwatch.store.sweep import Sweep
+from orderwatch.store.sweep import BulkRow, Sweep
 
 __all__ = ["DeliveryLike", "EventFilter", "OrderRow", "OutboxRow", "SilenceRow", "SourceState", "Store"]
 
@@ -66,7 +67,7 @@ class Store:
         self._sweeps: dict[str, Sweep] = {}  # source -> its full sweep under way (seen_begin .. seen_end)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Store:
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> Self:
         """Open (and, unless ``readonly``, create and migrate) the database at ``path``; ``SchemaTooNew`` when a
         newer orderwatch has migrated it."""
         db = Database.connect(Path(path), readonly=readonly, timeout=timeout)
@@ -120,9 +121,6 @@ class Store:
     def known(self, source: str, keys: Sequence[str]) -> dict[str, Known]:
         """What the snapshot knows of these orders of ``source`` (those it has)."""
         with self._db.guard() as conn:
-            current = self._sweeps.get(source)
-            if current is not None and current.bulk is not None:
-                return current.bulk.known(conn, keys)  # a baseline in bulk: the source had no row before it
             return snapshot.known(conn, source, keys)
 
     def known_in_states(self, source: str, states: Sequence[str]) -> dict[str, Known]:
@@ -142,12 +140,14 @@ class Store:
 
     # ---- a full sweep: its seen keys and the kept fingerprint index
 
-    def seen_begin(self, source: str) -> None:
-        """Start tracking the keys a sweep of ``source`` sees. The first sweep of a source with no rows (its
-        baseline) appends them in bulk and keys them at ``seen_end``."""
+    def seen_begin(self, source: str, *, bulk: bool = False) -> bool:
+        """Start tracking the keys a sweep of ``source`` sees. ``bulk``: the sweep is a baseline that appends its rows
+        as they come (``append_rows``), when the source has no rows (then True); they are keyed once it has all its
+        pages (``key_bulk``), or at ``seen_end``."""
         with self._db.guard() as conn:
-            empty = conn.execute("SELECT 1 FROM orders WHERE source = ? LIMIT 1", (source,)).fetchone() is None
+            empty = bulk and conn.execute("SELECT 1 FROM orders WHERE source = ? LIMIT 1", (source,)).fetchone() is None
             self._sweeps[source] = Sweep(conn, source, bulk=empty)
+        return empty
 
     def _sweep(self, source: str) -> Sweep:
         current = self._sweeps.get(source)
@@ -175,13 +175,27 @@ class Store:
             try:
                 with self._db.guard() as conn:
                     current.end(conn)
-                bulk = current.bulk
-                if bulk is not None and bulk.after is not None:
-                    with self._writing(source) as (conn, written):
-                        sweep.key_unkeyed(conn, source, bulk.after, bulk.size)
-                        written.append(None)
+                self._key_bulk(source, current)
             finally:
                 del self._sweeps[source]
+
+    def key_bulk(self, source: str) -> int:
+        """Key the rows the baseline under way appended in bulk; returns how many distinct orders they hold (an
+        order appended twice is kept once, as last appended). The sweep appends no more rows after this."""
+        with self._db.lock:
+            return self._key_bulk(source, self._sweep(source))
+
+    def _key_bulk(self, source: str, current: Sweep) -> int:
+        bulk = current.bulk
+        if bulk is None or bulk.after is None:
+            current.bulk = None
+            return 0
+        try:
+            with self._writing(source) as (conn, written):  # (still in bulk: it leaves the rows to this call)
+                written.append(None)
+                return bulk.key(conn, source)
+        finally:
+            current.bulk = None
 
     def fingerprint_index(self, source: str) -> FingerprintIndex:
         """Every stored order of ``source`` in a ``FingerprintIndex``, for one sweep; give it back with
@@ -206,13 +220,29 @@ class Store:
     def write_rows(self, source: str, orders: Sequence[Order], *, now: str) -> None:
         """Write changed rows that carry no event (content changes, baseline rows) in their own transaction."""
         with self._writing(source) as (conn, written):
-            current = self._sweeps.get(source)
-            if current is not None and current.bulk is not None:
-                done = current.bulk.write(conn, source, orders, now)
-                current.wrote(done.added)
-            else:
-                done = snapshot.write(conn, source, orders, now, silent=True)
+            done = snapshot.write(conn, source, orders, now, silent=True)
             written.append(self._kept.follows(source, done.prints, done.added, removed=False))
+
+    def append_rows(self, source: str, rows: Sequence[BulkRow]) -> None:
+        """Append rows of the baseline under way in bulk (``seen_begin`` said so), in list order, in one
+        transaction, to be keyed by ``key_bulk``. ``StoreError`` when another writer took the source's baseline
+        meanwhile: the rows this sweep appended are dropped then, as that baseline makes them stale."""
+        current = self._sweep(source)
+        bulk = current.bulk
+        if bulk is None:
+            raise StoreError(f"the sweep of {source!r} appends no rows in bulk")  # a caller's bug
+        try:
+            with self._writing(source) as (conn, written):
+                written.append(None)  # the kept index of an empty source has nothing to follow: read it afresh
+                appended = bulk.append(conn, source, rows)
+        except BaseException:
+            bulk.listed = False  # the list of keys has no rollback journal: it may list rows that were not kept
+            raise
+        if not appended:
+            current.bulk = None
+            raise StoreError(
+                f"another poll took the baseline of {source!r} while this one was sweeping; this poll is dropped"
+            )
 
     def record(
         self,

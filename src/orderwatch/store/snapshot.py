@@ -1,8 +1,8 @@
 """The per-source snapshot: what is known of each order (``Known``), and the rows written and removed.
 
 An order is one row of ``orders`` (a rowid table, the JSON last) and one entry of ``order_keys``, its
-``(source, key) -> id`` look-up. Rows appended by a baseline in bulk wait for their entry until the sweep ends
-(``sweep.py``); every look-up here goes through ``order_keys``.
+``(source, key) -> id`` look-up. Rows appended by a baseline in bulk wait for their entry until the sweep has all
+its pages (``sweep.py``); every look-up here goes through ``order_keys``.
 
 Once a source has its baseline, a write that carries no event never changes whether an order is stored, nor its
 state: such a write comes from a sweep that another writer has overtaken (two polls of one source at once), and
@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 from orderwatch.core.fingerprints import fingerprint, tag_of
 from orderwatch.core.model import Known, Order
@@ -198,6 +199,24 @@ def append(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+
+
+_APPEND = (
+    "INSERT INTO orders (source, key, raw_state, state, hash, tag, fp, created, first_seen, changed_at, raw) VALUES"
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+APPEND_ROWS = 2000  # rows per statement of append_unnumbered (11 parameters each, within SQLite's 32766)
+
+
+def append_unnumbered(conn: sqlite3.Connection, rows: Sequence[Sequence[object]]) -> None:
+    """Append rows (source, key, raw_state, state, hash, tag, fp, created, first_seen, changed_at, raw) to
+    ``orders`` in this order, each taking the next id.
+
+    A few statements of many rows each: executemany would step SQLite once a row, and every step gives up Python's
+    GIL and must win it back from the event loop, which parses pages meanwhile."""
+    for i in range(0, len(rows), APPEND_ROWS):
+        chunk = rows[i : i + APPEND_ROWS]
+        conn.execute(f"{_APPEND} {', '.join([_ROW] * len(chunk))}", list(chain.from_iterable(chunk)))
 
 
 def remove(conn: sqlite3.Connection, source: str, keys: Sequence[str]) -> dict[str, str]:

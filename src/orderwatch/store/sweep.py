@@ -2,182 +2,118 @@
 (a baseline), the rows it appends in bulk.
 
 Seen keys are kept in a set until there are many (an exact sweep of a big list), then in a temporary table, so
-memory stays flat. A baseline's rows are appended to ``orders`` without their ``order_keys`` entry: keying a
-random key per row made every write batch rewrite about one page of the look-up per row. The sweep remembers
-where each of its rows went (``BulkRows``, two flat arrays keyed by the key's tag), which answers its own
-look-ups, and ``key_unkeyed`` keys them all in one pass in key order when the sweep ends. Until then the source's
-row in ``unkeyed`` says that rows after an id may lack their entry: any writer keys them before it writes to the
-source, and a store keys them when it opens, so a sweep that died half-way leaves nothing behind.
+memory stays flat.
+
+A baseline in bulk appends its rows to ``orders`` as they come, in list order, without their ``order_keys`` entry
+and without looking anything up: the source has no row, and a baseline makes no event, so there is nothing to
+compare a row with. Keying a random key per row would rewrite about one page of the look-up per row; instead
+``key_unkeyed`` keys them all in one pass in key order when the sweep has all its pages. An order met twice (pushed
+down a page by a new one) is appended twice; that pass keys its last sighting and drops the others, and the number
+of rows it keys is the number of distinct orders the sweep saw. Until then the source's row in ``unkeyed`` says that
+rows after an id may lack their entry: any writer keys them before it writes to the source, and a store keys them
+when it opens, so a sweep that died half-way leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
-import xxhash
-
-from orderwatch.core.fingerprints import fingerprint, tag_of
-from orderwatch.core.model import Known, Order
+from orderwatch.core.model import Known
 from orderwatch.store import snapshot
-from orderwatch.store.db import marks
 
 SPILL = 20_000  # seen keys kept in memory before they go to the temporary table
-_BITS = (1 << 63) - 1
-_h64 = xxhash.xxh3_64_intdigest  # tag_of, inlined in BulkRows._candidates
+# One order of a baseline as its row is appended (``snapshot.append_unnumbered``): source, key, raw_state, state,
+# hash, tag, fp, created, first_seen, changed_at, raw (its canonical JSON as text)
+BulkRow = tuple[str, str, str, str, str, int, int, str | None, str, str, str]
 
 
 class BulkRows:
-    """The rows one baseline sweep appended unkeyed: key -> id, exact (a tag shared by two keys is told apart)."""
+    """The rows one baseline sweep appends unkeyed."""
 
     def __init__(self) -> None:
         self.after: int | None = None  # rows of the source after this id may be unkeyed
-        self.size = 0
-        self._mask = 1023
-        self._tags = array("q", bytes(8 * 1024))  # 0: an empty slot (tags are never 0)
-        self._ids = array("q", bytes(8 * 1024))
-        self._other: dict[str, int] = {}  # keys whose tag's slot another key took first
+        self.appended = 0
+        self.keyed_by_others = False  # another store keyed some of the rows (they are no longer in the count)
+        self.listed = True  # temp.bulk_keys lists every row appended, and only those
 
-    def _put(self, key: str, tag: int, row_id: int) -> None:
-        tags, mask = self._tags, self._mask
-        i = tag & mask
-        while (t := tags[i]) != 0 and t != tag:
-            i = (i + 1) & mask
-        if t == 0:
-            tags[i], self._ids[i] = tag, row_id
-        else:
-            self._other[key] = row_id  # another key of the sweep has this tag
-        self.size += 1
-        if self.size * 2 > mask:
-            self._grow()
-
-    def _grow(self) -> None:
-        old = zip(self._tags, self._ids, strict=True)
-        self._mask = mask = 2 * self._mask + 1
-        self._tags = tags = array("q", bytes(8 * (mask + 1)))
-        self._ids = ids = array("q", bytes(8 * (mask + 1)))
-        for tag, row_id in old:
-            if tag:
-                i = tag & mask
-                while tags[i] != 0:
-                    i = (i + 1) & mask
-                tags[i], ids[i] = tag, row_id
-
-    def _candidates(self, keys: Iterable[str]) -> dict[int, str]:
-        """id -> key for the keys this sweep may have written (a tag's slot may hold another key's id: unverified).
-        Asked of every key of a baseline three times, so it is one loop over locals."""
-        tags, ids, mask, other = self._tags, self._ids, self._mask, self._other
-        found: dict[int, str] = {}
-        for key in keys:
-            if other and (row_id := other.get(key)) is not None:
-                found[row_id] = key
-                continue
-            tag = (_h64(key.encode()) & _BITS) or 1
-            i = tag & mask
-            while (t := tags[i]) != 0:
-                if t == tag:
-                    found[ids[i]] = key
-                    break
-                i = (i + 1) & mask
-        return found
-
-    def wrote(self, row_id: int, key: str) -> bool:
-        """True when the stored row ``row_id`` of ``key`` is one this sweep wrote."""
-        return self._candidates((key,)).get(row_id) == key
-
-    def rows(self, conn: sqlite3.Connection, keys: Iterable[str]) -> dict[str, tuple[snapshot.Stored, str]]:
-        """The rows this sweep wrote for these keys: stored row and content hash, checked against the database."""
-        wanted = self._candidates(keys)
-        found: dict[str, tuple[snapshot.Stored, str]] = {}
-        ids = list(wanted)
-        for i in range(0, len(ids), snapshot.CHUNK):
-            chunk = ids[i : i + snapshot.CHUNK]
-            for row_id, key, raw_state, state, digest in conn.execute(
-                f"SELECT id, key, raw_state, state, hash FROM orders WHERE id IN ({marks(len(chunk))})", chunk
-            ):
-                if wanted[row_id] == key:
-                    found[key] = (snapshot.Stored(row_id, raw_state, state), digest)
-        return found
-
-    def known(self, conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, Known]:
-        """What the sweep wrote of these orders."""
-        return {k: Known(row.raw_state, row.state, digest) for k, (row, digest) in self.rows(conn, keys).items()}
-
-    def write(self, conn: sqlite3.Connection, source: str, orders: Sequence[Order], now: str) -> snapshot.Written:
-        """Append (or rewrite, for a key written before) ``orders``, unkeyed; the same rules as ``snapshot.write``."""
-        done = snapshot.Written()
-        latest = {o.key: o for o in orders}
-        have = {k: row for k, (row, _) in self.rows(conn, latest).items()}
-        guarded = snapshot.baselined(conn, source)  # all of a baseline's rows are silent
-        new_id = snapshot.next_id(conn)
+    def key(self, conn: sqlite3.Connection, source: str) -> int:
+        """Key the rows appended (inside a write transaction); returns how many distinct orders they hold."""
         if self.after is None:
-            self.after = new_id - 1
+            return 0
+        if not unkeyed(conn, source):  # another store keyed them all since the last append
+            self.keyed_by_others = True
+        if self.listed and not self.keyed_by_others:
+            # their keys and ids, listed as they were appended: a few MB to sort, not the rows with their JSON
+            keyed: int = conn.execute(
+                "INSERT OR IGNORE INTO order_keys (source, key, id)"
+                " SELECT source, key, id FROM temp.bulk_keys WHERE source = ? ORDER BY key, id DESC",
+                (source,),
+            ).rowcount
+            if keyed != self.appended:
+                drop_unkeyed(conn, source, self.after)
+            conn.execute("DELETE FROM unkeyed WHERE source = ?", (source,))
+            return keyed
+        keyed = key_unkeyed(conn, source, self.after, self.appended)
+        if not self.keyed_by_others:
+            return keyed
+        # those keyed by another store are not in ``keyed``: count them all, now that every one is keyed
+        (count,) = conn.execute(
+            "SELECT count(*) FROM orders WHERE source = ? AND id > ?", (source, self.after)
+        ).fetchone()
+        return int(count)
+
+    def append(self, conn: sqlite3.Connection, source: str, rows: Sequence[BulkRow]) -> bool:
+        """Append ``rows`` (inside a write transaction); False, with nothing appended and the rows this sweep
+        appended before dropped, when another writer has taken the source's baseline meanwhile: once a source has
+        its baseline, a row without an event must not add an order (see ``snapshot``)."""
+        if self.after is None:
+            self.after = snapshot.next_id(conn) - 1
+        elif not unkeyed(conn, source):
+            self.keyed_by_others = True
+        if snapshot.baselined(conn, source):
+            drop_unkeyed(conn, source, self.after)
+            return False
         # (again each time: a writer that keyed this sweep's rows so far has removed it)
         conn.execute(
             "INSERT INTO unkeyed (source, after) VALUES (?, ?)"
             " ON CONFLICT (source) DO UPDATE SET after = min(after, excluded.after)",
             (source, self.after),
         )
-        updates: list[tuple[object, ...]] = []
-        inserts: list[tuple[object, ...]] = []
-        added: list[tuple[str, int, int]] = []
-        for key, o in latest.items():
-            fp = fingerprint(o.raw_json, o.state)
-            tag = tag_of(key)
-            row = have.get(key)
-            if row is not None:
-                if guarded and row.state != o.state:
-                    continue
-                updates.append((o.raw_state, o.state, o.digest, fp, o.created, now, o.raw_json.decode(), row.id))
-            elif guarded:
-                continue
-            else:
-                inserts.append(
-                    (
-                        new_id,
-                        source,
-                        key,
-                        o.raw_state,
-                        o.state,
-                        o.digest,
-                        tag,
-                        fp,
-                        o.created,
-                        now,
-                        now,
-                        o.raw_json.decode(),
-                    )
-                )
-                added.append((key, tag, new_id))
-                new_id += 1
-            done.prints.append((tag, fp))
-        if updates:
-            conn.executemany(snapshot.UPDATE, updates)
-        if inserts:
-            snapshot.append(conn, inserts)
-            for key, tag, row_id in added:
-                self._put(key, tag, row_id)
-        done.added = [key for key, _, _ in added]
-        return done
+        first = snapshot.next_id(conn)
+        snapshot.append_unnumbered(conn, rows)
+        # the rows from ``first`` on are the ones just appended (this transaction holds the write lock); by id
+        # alone, or SQLite reads the source's whole state index for them, every batch
+        conn.execute(
+            "INSERT INTO temp.bulk_keys (source, key, id) SELECT source, key, id FROM orders WHERE id >= ?", (first,)
+        )
+        self.appended += len(rows)
+        return True
 
 
-def key_unkeyed(conn: sqlite3.Connection, source: str, after: int, expected: int | None = None) -> None:
+def key_unkeyed(conn: sqlite3.Connection, source: str, after: int, expected: int | None = None) -> int:
     """Give every row of ``source`` after id ``after`` its ``order_keys`` entry, in key order (inside a write
-    transaction). A row whose key another writer has stored meanwhile is dropped: the keyed row stays. ``expected``:
-    how many rows the sweep appended, when known (then the check for such rows is skipped if all were keyed)."""
-    keyed = conn.execute(
+    transaction); returns how many it keyed. Of the rows of one key, the last written is keyed and the others are
+    dropped; a row whose key another writer has stored meanwhile is dropped too: the keyed row stays. ``expected``:
+    how many rows were appended, when known (then the check for such rows is skipped if all were keyed)."""
+    keyed: int = conn.execute(
         "INSERT OR IGNORE INTO order_keys (source, key, id)"
-        " SELECT source, key, id FROM orders WHERE id > ? AND source = ? ORDER BY key",
+        " SELECT source, key, id FROM orders WHERE id > ? AND source = ? ORDER BY key, id DESC",
         (after, source),
     ).rowcount
     if expected is None or keyed != expected:
-        conn.execute(
-            "DELETE FROM orders WHERE id > ? AND source = ? AND NOT EXISTS"
-            " (SELECT 1 FROM order_keys k WHERE k.source = orders.source AND k.key = orders.key AND k.id = orders.id)",
-            (after, source),
-        )
+        drop_unkeyed(conn, source, after)
     conn.execute("DELETE FROM unkeyed WHERE source = ?", (source,))
+    return keyed
+
+
+def drop_unkeyed(conn: sqlite3.Connection, source: str, after: int) -> None:
+    """Delete the rows of ``source`` after id ``after`` that have no ``order_keys`` entry (inside a transaction)."""
+    conn.execute(
+        "DELETE FROM orders WHERE id > ? AND source = ? AND NOT EXISTS"
+        " (SELECT 1 FROM order_keys k WHERE k.source = orders.source AND k.key = orders.key AND k.id = orders.id)",
+        (after, source),
+    )
 
 
 def unkeyed(conn: sqlite3.Connection, source: str | None = None) -> dict[str, int]:
@@ -201,13 +137,13 @@ class Sweep:
             "CREATE TEMP TABLE IF NOT EXISTS seen (source TEXT, key TEXT, PRIMARY KEY (source, key)) WITHOUT ROWID"
         )
         conn.execute("DELETE FROM temp.seen WHERE source = ?", (source,))
+        # the keys and ids of a bulk baseline's rows, as appended (see ``BulkRows.key``)
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS bulk_keys (source TEXT, key TEXT, id INTEGER)")
+        conn.execute("DELETE FROM temp.bulk_keys WHERE source = ?", (source,))
 
     def add(self, conn: sqlite3.Connection, keys: Sequence[str]) -> int:
         """Note keys the sweep saw; returns how many it had not seen before."""
         fresh = list(dict.fromkeys(keys))
-        if self.bulk is not None:
-            wrote = self.bulk.rows(conn, fresh)
-            fresh = [k for k in fresh if k not in wrote]
         if self._spilled:
             return conn.executemany(
                 "INSERT OR IGNORE INTO temp.seen (source, key) VALUES (?, ?)", [(self.source, k) for k in fresh]
@@ -223,20 +159,15 @@ class Sweep:
             self._spilled = True
         return len(new)
 
-    def wrote(self, keys: Iterable[str]) -> None:
-        """These seen keys' rows were appended in bulk: the bulk rows remember them now."""
-        if not self._spilled:
-            self._pending.difference_update(keys)
-
     def unseen(self, conn: sqlite3.Connection, seen: Callable[[str], bool] | None) -> dict[str, Known]:
         """The stored orders of the source that the sweep did not see (nor ``seen`` by the caller)."""
         found: dict[str, Known] = {}
-        sql = "SELECT id, key, raw_state, state, hash FROM orders o WHERE source = ?"
+        sql = "SELECT key, raw_state, state, hash FROM orders o WHERE source = ?"
         if self._spilled:
             sql += " AND NOT EXISTS (SELECT 1 FROM temp.seen s WHERE s.source = o.source AND s.key = o.key)"
-        bulk, pending = self.bulk, self._pending
-        for row_id, key, raw_state, state, digest in conn.execute(sql, (self.source,)):  # row by row
-            if key in pending or (bulk is not None and bulk.wrote(row_id, key)) or (seen is not None and seen(key)):
+        pending = self._pending
+        for key, raw_state, state, digest in conn.execute(sql, (self.source,)):  # row by row
+            if key in pending or (seen is not None and seen(key)):
                 continue
             found[key] = Known(raw_state, state, digest)
         return found
@@ -244,3 +175,4 @@ class Sweep:
     def end(self, conn: sqlite3.Connection) -> None:
         """Forget the sweep's seen keys."""
         conn.execute("DELETE FROM temp.seen WHERE source = ?", (self.source,))
+        conn.execute("DELETE FROM temp.bulk_keys WHERE source = ?", (self.source,))

@@ -34,7 +34,7 @@ from orderwatch.core.rules import Router, no_routes
 from orderwatch.errors import AuthError, LimitExceeded, SourceError, StoreError
 from orderwatch.sources import Source, adapter_for
 from orderwatch.sweep import local, paging, plan
-from orderwatch.sweep.full import SnapshotSink
+from orderwatch.sweep.full import FullSweep
 from orderwatch.sweep.http import Clients, Tally, fetch_detail
 from orderwatch.sweep.reconcile import Executor
 
@@ -350,18 +350,16 @@ class Poller:
         trust_counts: bool,
     ) -> tuple[Observation, Change]:
         """A full sweep, diffed page by page against the store as it streams in."""
-        sink = SnapshotSink(self.store, src.name, baselined=baselined, now=now, write=not dry_run)
-        await anyio.to_thread.run_sync(sink.begin)
-        try:
-            observation = await paging.stream(client, src, sink, tally=tally, trust_counts=trust_counts)
-            self._warn_unknown_states(src, sink.seen_states)
+        async with FullSweep(self.store, src.name, baselined=baselined, now=now, write=not dry_run) as sweep:
+            observation = await paging.stream(client, src, sweep, tally=tally, trust_counts=trust_counts)
+            self._warn_unknown_states(src, sweep.seen_states)
             missing: dict[str, Known] = {}
             if observation.proves_absence:
-                missing = await anyio.to_thread.run_sync(sink.unseen)
+                missing = await sweep.unseen()
                 if baselined and missing:
                     found = await self._confirm_absent(client, src, missing, tally)
                     if found:
-                        await sink(tuple(found.values()))
+                        await sweep(tuple(found.values()))
                         missing = {}
                         observation = replace(
                             observation,
@@ -371,15 +369,11 @@ class Poller:
             elif baselined and observation.complete and observation.end_reached:
                 # the counts disagree with the sweep, which still reached the end: an order it missed is gone only
                 # once a proven detail endpoint says 404 for it
-                candidates = await anyio.to_thread.run_sync(sink.unseen)
-                missing, found = await self._prove_gone(client, src, candidates, tally)
+                candidates = await sweep.unseen()
+                missing, found = await self._prove_gone(client, src, sweep, candidates, tally)
                 if found:
-                    await sink(tuple(found.values()))
-        finally:
-            await anyio.to_thread.run_sync(sink.end)
-        change = await anyio.to_thread.run_sync(
-            lambda: sink.finish(missing, proves_absence=observation.proves_absence or bool(missing))
-        )
+                    await sweep(tuple(found.values()))
+            change = await sweep.result(missing, proves_absence=observation.proves_absence or bool(missing))
         return replace(observation, requests=tally.requests, bytes=tally.bytes), change
 
     async def _failed(
@@ -428,7 +422,12 @@ class Poller:
         return found
 
     async def _prove_gone(
-        self, client: httpx.AsyncClient, src: Source, candidates: Mapping[str, Known], tally: Tally
+        self,
+        client: httpx.AsyncClient,
+        src: Source,
+        sweep: FullSweep,
+        candidates: Mapping[str, Known],
+        tally: Tally,
     ) -> tuple[dict[str, Known], dict[str, Order]]:
         """Orders a sweep that cannot prove absence did not see, one by one on the detail endpoint (proven first on
         an order the sweep did see): (those it answers 404 for, those it still has). Nothing when there are more
@@ -436,7 +435,7 @@ class Poller:
         if not candidates or len(candidates) > DETAIL_CHECK_MAX:
             return {}, {}
         deadline = time.monotonic() + min(src.retry_budget, 30.0)
-        present = await anyio.to_thread.run_sync(lambda: self.store.any_keys(src.name, exclude=list(candidates)))
+        present = await sweep.stored_keys(exclude=list(candidates))
         try:
             probe = await fetch_detail(client, src, present[0], tally, deadline) if present else None
         except SourceError:
