@@ -25,7 +25,7 @@ from orderwatch.sources import make_source
 from orderwatch.store import Store, migrations
 from orderwatch.store.db import Database
 from tests.receivers import WebhookReceiver
-from tests.test_store import Route, observe, order
+from tests.unit.store.test_store import Route, observe, order
 
 T0 = "2026-11-23T10:00:00.000000Z"
 T1 = "2026-11-23T10:01:00.000000Z"

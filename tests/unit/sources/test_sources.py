@@ -13,7 +13,7 @@ from orderwatch.core.model import Page
 from orderwatch.errors import ErrorBody, MalformedResponse
 from orderwatch.sources import ADAPTERS, Source, acedata, lsky, make_source
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[2] / "data"
 
 
 def source(kind: str, **extra: Any) -> Source:
