@@ -1,4 +1,4 @@
-"""orderwatch's benchmark suite: one command, one table, each figure next to issue 6's target.
+"""orderwatch's benchmark suite: one command, one table, each figure next to its target.
 
     make bench                                # or: .venv/bin/python benchmarks/run.py
     .venv/bin/python benchmarks/run.py --quick     # small sizes, about a minute
@@ -10,7 +10,9 @@
     client, the simulator running in its own process so that its CPU is not counted; and the baseline (the first
     full poll, into an empty store) at 100k and 1M orders against the same client;
 (d) peak RSS (ru_maxrss, from wait4) of the real ``orderwatch poll`` command with 1M orders stored;
-(e) start-up time of the real ``orderwatch changes`` against a small database (median of several runs).
+(e) start-up time of the real ``orderwatch changes`` against a small database (median of several runs);
+(f) what an incremental poll costs to report every change, as a share of a full sweep's requests, per API and
+    scenario, every event checked against the simulator (``detection.py``, in its own process).
 
 Every measurement runs in its own process (``worker.py``, or the ``orderwatch`` command; the simulator in
 ``server.py``). ``worker.streamed`` mirrors ``Poller._full``'s use of ``FullSweep``: keep them in step.
@@ -354,12 +356,31 @@ def small_database(db: Path) -> Path:
     return config
 
 
+def section_f(t: Table, s: Sizes, db: Path) -> None:
+    """(f) what a poll costs to report every change, as a share of a full sweep (``detection.py``)."""
+    args = [PY, str(HERE / "detection.py"), *(["--quick"] if s is QUICK else [])]
+    proc = subprocess.run(args, capture_output=True, text=True, check=False, cwd=HERE)
+    result = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT ")), None)
+    if result is None:
+        raise RuntimeError(f"detection.py failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    for row in orjson.loads(result[len("RESULT ") :])["rows"]:
+        t.add(
+            "f",
+            f"{row['api']}: {row['scenario']} at {human(row['orders'])} ({row['mode']}), every event checked",
+            f"{row['requests']} vs {row['full_requests']} requests = {row['share']:.1%}"
+            + ("" if row["exact"] else ", EVENTS WRONG"),
+            f"<= {row['target']:.0%}",
+            row["exact"] and row["share"] <= row["target"],
+        )
+
+
 SECTIONS: dict[str, Callable[[Table, Sizes, Path], None]] = {
     "a": section_a,
     "b": section_b,
     "c": section_c,
     "d": section_d,
     "e": section_e,
+    "f": section_f,
 }
 
 
@@ -367,7 +388,7 @@ def main() -> int:
     """Run the chosen sections and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the figures)")
-    parser.add_argument("--only", default="abcde", help="sections to run, e.g. a,c (default: all)")
+    parser.add_argument("--only", default="abcdef", help="sections to run, e.g. a,c (default: all)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     chosen = [c for c in args.only.replace(",", "") if c in SECTIONS]
