@@ -142,6 +142,7 @@ class Knowledge:
     partition: Partition | None  # how the list can be counted part by part (None: it cannot)
     caps: Mapping[Capability, bool | None]  # what the server has proven (True), disproven (False), or not yet
     full_pages: int  # what a full sweep of the stored orders costs in requests
+    jump: Callable[[int], int] | None = None  # the cursor of a one-order page at an offset (None: cannot jump)
 
     @property
     def stored_total(self) -> int:
@@ -213,6 +214,11 @@ class _Poll:
         self.caps: dict[Capability, bool | None] = dict(known.caps)
         self.budget = max(1, known.full_pages)
         self.counted: dict[tuple[str | None, Part], int] = {}  # the server's counts of parts, asked once
+        self.heads: dict[tuple[str | None, Part], Page] = {}  # first pages that came with a part's count
+        # a part's stored rows and the offset a count asked its order at, and the order the server listed there
+        self.rows: dict[tuple[str | None, Part], Mapping[str, Row]] = {}
+        self.offsets: dict[tuple[str | None, Part], int] = {}
+        self.hints: dict[tuple[str | None, Part], Order] = {}
         self.away: dict[str, set[str]] = {}  # orders known not to be in these raw states any more (where: not yet)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
@@ -325,9 +331,7 @@ class _Poll:
         cursor = k.first_cursor
         orders: list[Order] = []
         total: int | None = None
-        asks: list[Ask] = [List(state, part, cursor, size)]
-        self.remote(asks)
-        (first,) = yield asks
+        first = yield from self.first_page(state, part, stop is None)
         if isinstance(first, Failed):
             return orders, None, first.reason
         assert isinstance(first, Page)
@@ -335,7 +339,7 @@ class _Poll:
         planned = k.plan_cursors(first, cursor, k.max_pages - 1) if stop is None else []
         nxt = k.next_cursor(cursor, first)
         if planned and nxt is not None and planned[0] == nxt and not k.says_last(cursor, first):
-            asks = [List(state, part, c, size) for c in planned]
+            asks: list[Ask] = [List(state, part, c, size) for c in planned]
             self.remote(asks)
             answers = yield asks
             for c, answer in zip(planned, answers, strict=True):
@@ -377,6 +381,18 @@ class _Poll:
                 break
             nxt = k.next_cursor(nxt, page)
         return orders, total, None
+
+    def first_page(
+        self, state: str | None, part: Part | None, whole: bool
+    ) -> Generator[list[Ask], list[Answer], Answer]:
+        """The first page of a list: the one that came with the part's count, when the whole list is wanted."""
+        head = self.heads.pop((state, part), None) if part is not None and whole else None
+        if head is not None:
+            return head
+        asks: list[Ask] = [List(state, part, self.k.first_cursor, self.k.page_size)]
+        self.remote(asks)
+        (first,) = yield asks
+        return first
 
     def check_page(self, state: str | None, part: Part | None, page: Page) -> str | None:
         """Why a filtered page shows that the server did not filter as asked (learned), or None."""
@@ -734,7 +750,7 @@ def _locate(
     frontier: list[tuple[Part, int, int]] = [(root, count, count - poll.expected(state, root, stored))]
     while frontier and not v.full_now:
         values = yield [LocalValues(state, part) for part, _, _ in frontier]
-        listed: list[tuple[Part, int]] = []
+        listed: list[tuple[Part, int, int]] = []
         cuts: list[tuple[Part, int, int, list[Part]]] = []
         for (part, n, diff), stored_values in zip(frontier, values, strict=True):
             assert isinstance(stored_values, Sequence)
@@ -743,13 +759,17 @@ def _locate(
             if children and math.ceil(n / k.page_size) > max(LEAF_PAGES, LEAF_CUT * (len(children) - 1)):
                 cuts.append((part, n, diff, children))
             else:
-                listed.append((part, n))
+                listed.append((part, n, diff))
         frontier = []
         if listed:
-            if poll.over_budget(sum(math.ceil(n / k.page_size) + 1 for _, n in listed)):
+            if poll.over_budget(sum(math.ceil(n / k.page_size) + 1 for _, n, _ in listed)):
                 v.full_now = "locating the differences would cost more than a full sweep"
                 return
-            yield from together([_compare(poll, state, part, n) for part, n in listed])
+            if state is not None and poll.caps.get("detail") is None and any(d < 0 for *_, d in listed):
+                # orders that left a part are then read one by one: one request, against listing each such
+                # part in every state
+                yield from _probe_detail(poll)
+            yield from together([_compare(poll, state, part, n) for part, n, _ in listed])
         if cuts:
             frontier = yield from _cut(poll, state, cuts, thorough=thorough)
 
@@ -776,6 +796,8 @@ def _probe_search(poll: _Poll) -> Generator[list[Ask], list[Answer], None]:
 
 
 CUT_BATCH: Final = 3  # children of one part counted per round
+HEAD_PAGES: Final = 2  # a child expected to fit in this many pages is counted with its first page
+HINT_MAX: Final = 50_000  # a larger child is counted without the order halfway down (its stored rows are many)
 
 
 @dataclass(slots=True)
@@ -795,15 +817,24 @@ def _cut(
     """Count the children of each cut part until they explain the part's difference — the largest first, a few at
     a time; when the partition's counts are exact, the last child's count is the parent's rest — and return those
     whose counts differ from the snapshot's, with their counts and differences (``thorough``: count them all)."""
-    k, v = poll.k, poll.v
+    v = poll.v
     children = [child for *_, kids in cuts for child in kids]
     stored = yield [LocalCount(state, child, poll.substring(child)) for child in children]
     expected: dict[Part, int] = {}
     for child, n in zip(children, stored, strict=True):
         assert isinstance(n, int)
         expected[child] = poll.expected(state, child, n)
+    likely: set[Part] = set()
+    for part, n, diff, kids in cuts:
+        likely |= _likely(poll, state, part, n - diff, diff, kids)
+    yield from _hint_rows(poll, state, [c for c in children if (state, c) not in poll.counted], expected)
     nodes = [
-        _Cut(n, diff, sorted(kids, key=lambda c: -expected[c]), not any(poll.substring(c) for c in kids))
+        _Cut(
+            n,
+            diff,
+            sorted(kids, key=lambda c: (c not in likely, -expected[c])),
+            not any(poll.substring(c) for c in kids),
+        )
         for _, n, diff, kids in cuts
     ]
     differing: list[tuple[Part, int, int]] = []
@@ -822,14 +853,17 @@ def _cut(
                 node.left = []
             elif len(node.left) == 1 and node.exact:
                 found(node, node.left[0], node.count - node.counted)
+            elif thorough:
+                wanted += [(node, child) for child in node.left]
             else:
-                # one difference left is most likely one order, in the largest child: ask one child at a time
-                size = 1 if abs(node.unexplained) == 1 else CUT_BATCH
-                batch = len(node.left) if thorough else min(size, max(1, len(node.left) - int(node.exact)))
-                wanted += [(node, child) for child in node.left[:batch]]
+                # a difference of d is most likely d orders, in the largest children: ask up to d at a time; a
+                # child the snapshot has no orders in cannot have lost any, so a loss is looked for elsewhere first
+                able = [c for c in node.left if node.unexplained > 0 or expected[c] > 0] or node.left
+                size = min(CUT_BATCH, abs(node.unexplained), max(1, len(node.left) - int(node.exact)))
+                wanted += [(node, child) for child in able[:size]]
         if not wanted:
             return differing
-        asks: list[Ask] = [List(state, c, k.first_cursor, 1) for _, c in wanted if (state, c) not in poll.counted]
+        asks: list[Ask] = [_count_ask(poll, state, c, expected[c]) for _, c in wanted if (state, c) not in poll.counted]
         if poll.over_budget(len(asks)):
             v.full_now = "locating the differences would cost more than a full sweep"
             return []
@@ -837,12 +871,9 @@ def _cut(
         answers = yield asks
         asked = iter(answers)
         for node, child in wanted:
-            if (state, child) not in poll.counted:
-                n = poll.count(next(asked), state)
-                if n is None:
-                    v.full_now = "a part's count cannot be trusted"
-                    return []
-                poll.counted[state, child] = n
+            if (state, child) not in poll.counted and not _counted(poll, state, child, next(asked)):
+                v.full_now = "a part's count cannot be trusted"
+                return []
             n = poll.counted[state, child]
             if n > node.count or (node.exact and node.counted + n > node.count):
                 poll.learn(
@@ -851,6 +882,112 @@ def _cut(
                 v.full_now = "the server's counts of parts do not add up: it ignores or misreads the part filter"
                 return []
             found(node, child, n)
+
+
+def _hint_rows(
+    poll: _Poll, state: str | None, children: Sequence[Part], expected: Mapping[Part, int]
+) -> Generator[list[Ask], list[Answer], None]:
+    """The stored rows of the children that may be cut next, when the server lists newest first: they are counted
+    at an order halfway down (``_count_ask``), and their rows tell where a difference lies (``_likely``)."""
+    k = poll.k
+    if k.jump is None or poll.caps.get("sort") is not True:
+        return
+    hinted = [c for c in children if HEAD_PAGES * k.page_size < expected[c] <= HINT_MAX]
+    rows = (yield [LocalRows(state, c) for c in hinted]) if hinted else []
+    for child, found in zip(hinted, rows, strict=True):
+        assert isinstance(found, Mapping)
+        poll.rows[state, child] = found
+
+
+def _counted(poll: _Poll, state: str | None, part: Part, answer: Answer) -> bool:
+    """Record the count of ``part`` (and the first page or the order halfway down that came with it); False when
+    the answer is no usable count."""
+    n = poll.count(answer, state)
+    if n is None:
+        return False
+    assert isinstance(answer, Page)
+    poll.counted[state, part] = n
+    if answer.size > 1:
+        poll.heads[state, part] = answer
+    elif answer.orders and (state, part) in poll.offsets:
+        poll.hints[state, part] = answer.orders[0]
+    return True
+
+
+def _count_ask(poll: _Poll, state: str | None, part: Part, expected: int) -> List:
+    """The request that counts ``part``: a part small enough to be listed whole if it differs is counted with its
+    first page (the count is then its listing); a larger one, with its order halfway down (where the difference
+    lies: see ``_likely``)."""
+    k = poll.k
+    if expected <= HEAD_PAGES * k.page_size:
+        return List(state, part, k.first_cursor, k.page_size)
+    rows = poll.rows.get((state, part))
+    if rows is None or k.jump is None:
+        return List(state, part, k.first_cursor, 1)
+    times = _times(poll, state, part, rows)
+    offset = _alone(times, len(times) // 2)
+    poll.offsets[state, part] = offset
+    return List(state, part, k.jump(offset), 1)
+
+
+def _alone(times: Sequence[str], near: int) -> int:
+    """The offset nearest ``near`` of an order created alone in its instant among ``times`` (newest first), so that
+    one order more or fewer above it moves the order found there to another instant; ``near`` if none is."""
+    for step in range(min(len(times), 64)):
+        for at in (near - step, near + step):
+            if 0 < at < len(times) - 1 and times[at - 1] > times[at] > times[at + 1]:
+                return at
+    return near
+
+
+def _times(poll: _Poll, state: str | None, part: Part, rows: Mapping[str, Row]) -> list[str]:
+    """The creation times, newest first, of the orders in ``state`` and ``part`` as the poll knows them now: the
+    stored ``rows`` with this poll's sightings applied."""
+    times: list[str] = []
+    for key in {*rows, *poll.v.seen}:
+        now = poll.current(key)
+        if now is False:
+            was = rows.get(key)
+            if was is None or (state is not None and state in poll.away.get(key, ())):
+                continue
+            now = was
+        if now is None or (state is not None and now.raw_state != state) or not part.contains(now.value):
+            continue
+        if now.created is not None:
+            times.append(now.created)
+    times.sort(reverse=True)
+    return times
+
+
+def _likely(poll: _Poll, state: str | None, part: Part, expected: int, diff: int, kids: Sequence[Part]) -> set[Part]:
+    """The children of ``part`` most likely to hold its difference, from the order the server listed at offset m
+    of the part (newest first) when it was counted; empty when that says nothing. Only an order to count the
+    children in, never evidence: a server that lists otherwise costs requests, not events."""
+    order, m, rows = poll.hints.get((state, part)), poll.offsets.get((state, part)), poll.rows.get((state, part))
+    if order is None or m is None or rows is None:
+        return set()
+    t, value = order.created, poll.value(order)
+    if t is None or value is None or not part.contains(value):
+        return set()
+    times = _times(poll, state, part, rows)
+    newer = sum(1 for c in times if c > t)
+    same = sum(1 for c in times if c == t)
+    extra = max(0, expected - len(times))  # a substring search's orders outside the part, anywhere in the list
+    # with nothing changed above t, m lies in [newer, newer + same - 1 + extra]: one order fewer above t moves
+    # that window down by one, one more up by one; where the windows overlap the order at m cannot tell
+    if (newer > m and diff < 0) or (m > newer + same - 1 + extra and diff > 0):
+        above = True
+    elif (diff < 0 and m == newer + same - 1 + extra) or (diff > 0 and m == newer):
+        above = False
+    else:
+        return set()
+    likely = set()
+    for kid in kids:
+        is_newer = kid.lo is not None and kid.lo > value
+        is_older = kid.hi is not None and kid.hi <= value
+        if (above and not is_older) or (not above and not is_newer):
+            likely.add(kid)
+    return likely
 
 
 def _compare(poll: _Poll, state: str | None, part: Part, count: int) -> Generator[list[Ask], list[Answer], None]:

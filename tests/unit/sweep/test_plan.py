@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderwatch.sweep.plan import incremental, worth_trying
+from orderwatch.sweep.plan import Detail, List, incremental, worth_trying
 from tests.unit.sweep.world import OPEN, SETTLED, World, spread, trade_no
 
 
@@ -136,6 +136,76 @@ def test_substring_search_and_prefix_search_locate_the_same() -> None:
         verdict = world.run(incremental(world.knowledge()))
         assert verdict.complete, (search, verdict.reason)
         assert {verdict.seen[k].raw_state for k in refunded} == {"Refunded"}
+
+
+def refunds_and_deletions(seed: int) -> tuple[World, list[str], list[str]]:
+    """A Lsky-like account where 6 settled orders moved to another settled state and 3 others were deleted."""
+    world = steady(4000, by="key", seed=seed)
+    rng = random.Random(seed)
+    moved = settle(world, "Finished", "Expired", 6, rng)
+    deleted = rng.sample([k for k, (s, _) in world.server.items() if s == "Expired" and k not in moved], 3)
+    for key in deleted:
+        del world.server[key]
+    return world, moved, deleted
+
+
+def test_orders_that_left_a_settled_state_are_read_one_by_one() -> None:
+    """Orders missing from a differing part are read from the detail endpoint (proven once), not found by listing
+    the part in every state; the moved are seen, the deleted proven gone."""
+    world, moved, deleted = refunds_and_deletions(1)
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete, verdict.reason
+    assert verdict.gone == set(deleted) and {verdict.seen[k].raw_state for k in moved} == {"Expired"}
+    everywhere = [a for a in world.asked if isinstance(a, List) and a.state is None and a.part and a.size > 1]
+    assert not everywhere
+    assert {a.key for a in world.asked if isinstance(a, Detail)} >= {*moved, *deleted}
+
+
+def test_no_question_is_asked_twice() -> None:
+    """A small part's count comes with its first page, and listing the part does not ask for that page again."""
+    world, _, _ = refunds_and_deletions(2)
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete, verdict.reason
+    lists = [a for a in world.asked if isinstance(a, List)]
+    assert len(lists) == len(set(lists))
+    assert any(a.part is not None and a.size == world.page_size and a.cursor == 0 for a in lists)
+
+
+def test_the_order_halfway_down_orders_the_counting_and_nothing_else() -> None:
+    """Counting a part at its order halfway down says which children to count first: fewer requests; a server
+    whose one-order pages ignore the offset costs requests, never a wrong verdict."""
+    spent = {}
+    for offsets in ("true", "ignored"):
+        spent[offsets] = 0
+        for seed in range(4):
+            world, _, deleted = refunds_and_deletions(seed)
+            world.offsets = offsets
+            verdict = world.run(incremental(world.knowledge()))
+            assert verdict.complete and world.applied(verdict) == world.truth(), (offsets, seed, verdict.reason)
+            assert verdict.gone == set(deleted)
+            spent[offsets] += world.remote
+    assert spent["true"] < spent["ignored"]
+
+
+def test_a_loss_is_not_looked_for_where_the_snapshot_has_no_orders() -> None:
+    """Deleted orders are located by counting only parts that held orders of their state: an empty part cannot
+    have lost any."""
+    for seed in range(4):
+        world = steady(4000, by="key", seed=seed)
+        deleted = random.Random(seed).sample([k for k, (s, _) in world.server.items() if s == "Expired"], 3)
+        for key in deleted:
+            del world.server[key]
+        verdict = world.run(incremental(world.knowledge()))
+        assert verdict.complete and verdict.gone == set(deleted), verdict.reason
+        empty = [
+            a
+            for a in world.asked
+            if isinstance(a, List)
+            and a.part is not None
+            and a.state is not None
+            and not any(r.raw_state == a.state and a.part.contains(r.value) for r in world.stored.values())
+        ]
+        assert not empty, empty
 
 
 @settings(max_examples=60, deadline=None)
