@@ -572,15 +572,16 @@ def _explained(deltas: Mapping[str, int], left: int) -> dict[str, int]:
 
 
 def _newest(poll: _Poll, head: Page) -> Generator[list[Ask], list[Answer], str | None]:
-    """New orders: the newest pages down to the first page of known orders (when the server sorts newest first).
-    Returns why new orders may remain unseen, or None."""
+    """New orders: the newest pages down to the first page that ends with a known order (when the server sorts
+    newest first). Returns why new orders may remain unseen, or None."""
     k = poll.k
     page, cursor, pages = head, k.first_cursor, 1
     while True:
         yield from poll.lookup(poll.see(page.orders))
         if poll.caps.get("sort") is not True:
             return (yield from _newer_than_stored(poll))
-        if all(poll.stored.get(o.key) is not None for o in page.orders) or k.says_last(cursor, page):
+        # below a known order, a new one would be older than it: back-dated, which the total's reconciliation finds
+        if not page.orders or poll.stored.get(page.orders[-1].key) is not None or k.says_last(cursor, page):
             return None
         nxt = k.next_cursor(cursor, page)
         if nxt is None:
@@ -710,9 +711,10 @@ def _reconcile(poll: _Poll, counts: Mapping[str, int], total: int) -> Generator[
             else:
                 v.complete = not v.reasons
             return
-        # the settled state with the fewest orders is the cheapest to locate in; the total (deletions, back-dated
-        # new orders) last
-        dim = min(todo, key=lambda d: (d is None, -abs(deltas[d]), server[d]))
+        # a state that gained orders first: its listings show them in their new state, which explains the losses
+        # of the states they left without reading each from the detail endpoint; then the larger difference, the
+        # state with the fewest orders (the cheapest to locate in); the total (deletions, back-dated new orders) last
+        dim = min(todo, key=lambda d: (d is None, deltas[d] < 0, -abs(deltas[d]), server[d]))
         stored = k.stored_total if dim is None else k.stored_counts.get(dim, 0)
         for thorough in (False, True):
             yield from _locate(poll, dim, server[dim], thorough=thorough)
@@ -754,7 +756,10 @@ def _locate(
         cuts: list[tuple[Part, int, int, list[Part]]] = []
         for (part, n, diff), stored_values in zip(frontier, values, strict=True):
             assert isinstance(stored_values, Sequence)
-            children = partition.split(part, poll.values(state, part, stored_values))
+            known = poll.values(state, part, stored_values)
+            children = partition.split(part, known)
+            if not thorough:
+                children = yield from _past_lone(poll, part, diff, children, known)
             # listing a part costs its pages; cutting it costs up to a count per child, and then the children
             if children and math.ceil(n / k.page_size) > max(LEAF_PAGES, LEAF_CUT * (len(children) - 1)):
                 cuts.append((part, n, diff, children))
@@ -772,6 +777,25 @@ def _locate(
             yield from together([_compare(poll, state, part, n) for part, n, _ in listed])
         if cuts:
             frontier = yield from _cut(poll, state, cuts, thorough=thorough)
+
+
+def _past_lone(
+    poll: _Poll, part: Part, diff: int, children: list[Part], known: Sequence[str]
+) -> Generator[list[Ask], list[Answer], list[Part]]:
+    """The children to count: while all of ``part``'s orders lie in one child, that child's children (its count
+    is the part's but for a substring search's strays; a loss can only be where orders were, a gain only where
+    orders of any state were)."""
+    partition = poll.k.partition
+    assert partition is not None
+    while True:
+        holding = [c for c in children if any(c.contains(value) for value in known)]
+        if len(holding) != 1 or not (grand := partition.split(holding[0], known)):
+            return children
+        if diff > 0:
+            inside, everything = yield [LocalCount(None, holding[0]), LocalCount(None, part)]
+            if inside != everything:
+                return children
+        children = grand
 
 
 def _probe_search(poll: _Poll) -> Generator[list[Ask], list[Answer], None]:
@@ -819,11 +843,18 @@ def _cut(
     whose counts differ from the snapshot's, with their counts and differences (``thorough``: count them all)."""
     v = poll.v
     children = [child for *_, kids in cuts for child in kids]
-    stored = yield [LocalCount(state, child, poll.substring(child)) for child in children]
+    answers = yield [
+        *(LocalCount(state, child, poll.substring(child)) for child in children),
+        *(LocalCount(None, child) for child in children),
+    ]
     expected: dict[Part, int] = {}
-    for child, n in zip(children, stored, strict=True):
-        assert isinstance(n, int)
+    anything: set[Part] = {c for c in children if any(c.contains(poll.value(o)) for o in poll.v.seen.values())}
+    for i, child in enumerate(children):
+        n, held = answers[i], answers[len(children) + i]
+        assert isinstance(n, int) and isinstance(held, int)
         expected[child] = poll.expected(state, child, n)
+        if held:
+            anything.add(child)
     likely: set[Part] = set()
     for part, n, diff, kids in cuts:
         likely |= _likely(poll, state, part, n - diff, diff, kids)
@@ -857,8 +888,11 @@ def _cut(
                 wanted += [(node, child) for child in node.left]
             else:
                 # a difference of d is most likely d orders, in the largest children: ask up to d at a time; a
-                # child the snapshot has no orders in cannot have lost any, so a loss is looked for elsewhere first
-                able = [c for c in node.left if node.unexplained > 0 or expected[c] > 0] or node.left
+                # child the snapshot has no orders of the state in cannot have lost any, nor one without orders of
+                # any state gained any (but new ones, seen), so they are looked for elsewhere first
+                able = [
+                    c for c in node.left if c in anything and (node.unexplained > 0 or expected[c] > 0)
+                ] or node.left
                 size = min(CUT_BATCH, abs(node.unexplained), max(1, len(node.left) - int(node.exact)))
                 wanted += [(node, child) for child in able[:size]]
         if not wanted:
