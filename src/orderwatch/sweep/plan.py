@@ -483,7 +483,7 @@ def incremental(known: Knowledge) -> Plan:
     if newest is not None:
         v.reasons.append(newest)
     left = [key for key in k.open_rows if key not in v.seen and key not in v.gone]
-    yield from _find_left(poll, left)
+    yield from _find_left(poll, left, counts)
     if v.full_now:
         return v
 
@@ -615,9 +615,10 @@ def _newer_than_stored(poll: _Poll) -> Generator[list[Ask], list[Answer], str | 
     return None
 
 
-def _find_left(poll: _Poll, left: Sequence[str]) -> Generator[list[Ask], list[Answer], None]:
+def _find_left(poll: _Poll, left: Sequence[str], counts: Mapping[str, int]) -> Generator[list[Ask], list[Answer], None]:
     """Where known open orders that left the open set went: the detail endpoint for a few (once proven), else the
-    settled states' lists, newest first, down to the oldest of them (when the server sorts)."""
+    settled states' lists, newest first, down to the oldest of them (when the server sorts) or until all are
+    found, the state whose count rose most first."""
     k = poll.k
     if not left:
         return
@@ -634,15 +635,19 @@ def _find_left(poll: _Poll, left: Sequence[str]) -> Generator[list[Ask], list[An
         return
     floor = min(floors)
 
-    def down_to_floor(page: Page) -> bool:
-        return page.oldest is not None and page.oldest < floor
+    unfound = set(left)
+
+    def enough(page: Page) -> bool:
+        unfound.difference_update(o.key for o in page.orders)
+        return not unfound or (page.oldest is not None and page.oldest < floor)
 
     if poll.over_budget(len(k.settled_states) * (1 + len(left) // k.page_size)):
         return
-    results = yield from together([poll.listing(s, None, stop=down_to_floor) for s in k.settled_states])
-    for result in results:
-        assert isinstance(result, tuple)
-        orders, _, why = result
+    rose = sorted(k.settled_states, key=lambda s: k.stored_counts.get(s, 0) - counts.get(s, 0))
+    for state in rose:
+        if not unfound:
+            return
+        orders, _, why = yield from poll.listing(state, None, stop=enough)
         if why is None:
             yield from poll.lookup(poll.see(orders))
 
@@ -753,21 +758,20 @@ def _locate(
     while frontier and not v.full_now:
         values = yield [LocalValues(state, part) for part, _, _ in frontier]
         listed: list[tuple[Part, int, int]] = []
-        cuts: list[tuple[Part, int, int, list[Part]]] = []
+        cuts: list[tuple[Part, int, int, list[Part], bool]] = []
         for (part, n, diff), stored_values in zip(frontier, values, strict=True):
             assert isinstance(stored_values, Sequence)
             known = poll.values(state, part, stored_values)
-            children = partition.split(part, known)
-            if not thorough:
-                children = yield from _past_lone(poll, part, diff, children, known)
+            split = partition.split(part, known)
+            children = split if thorough else (yield from _past_lone(poll, part, diff, split, known))
             # listing a part costs its pages; cutting it costs up to a count per child, and then the children
             if children and math.ceil(n / k.page_size) > max(LEAF_PAGES, LEAF_CUT * (len(children) - 1)):
-                cuts.append((part, n, diff, children))
+                cuts.append((part, n, diff, children, children == split))
             else:
                 listed.append((part, n, diff))
         frontier = []
         if listed:
-            if poll.over_budget(sum(math.ceil(n / k.page_size) + 1 for _, n, _ in listed)):
+            if poll.over_budget(sum(_listing_cost(poll, state, part, n) for part, n, _ in listed)):
                 v.full_now = "locating the differences would cost more than a full sweep"
                 return
             if state is not None and poll.caps.get("detail") is None and any(d < 0 for *_, d in listed):
@@ -777,6 +781,12 @@ def _locate(
             yield from together([_compare(poll, state, part, n) for part, n, _ in listed])
         if cuts:
             frontier = yield from _cut(poll, state, cuts, thorough=thorough)
+
+
+def _listing_cost(poll: _Poll, state: str | None, part: Part, count: int) -> int:
+    """Requests listing a part of ``count`` orders will take, one more to place what it misses; its first page
+    may have come with its count."""
+    return math.ceil(count / poll.k.page_size) + 1 - int((state, part) in poll.heads)
 
 
 def _past_lone(
@@ -836,13 +846,13 @@ class _Cut:
 
 
 def _cut(
-    poll: _Poll, state: str | None, cuts: Sequence[tuple[Part, int, int, list[Part]]], *, thorough: bool
+    poll: _Poll, state: str | None, cuts: Sequence[tuple[Part, int, int, list[Part], bool]], *, thorough: bool
 ) -> Generator[list[Ask], list[Answer], list[tuple[Part, int, int]]]:
     """Count the children of each cut part until they explain the part's difference — the largest first, a few at
     a time; when the partition's counts are exact, the last child's count is the parent's rest — and return those
     whose counts differ from the snapshot's, with their counts and differences (``thorough``: count them all)."""
     v = poll.v
-    children = [child for *_, kids in cuts for child in kids]
+    children = [child for *_, kids, _ in cuts for child in kids]
     answers = yield [
         *(LocalCount(state, child, poll.substring(child)) for child in children),
         *(LocalCount(None, child) for child in children),
@@ -855,18 +865,20 @@ def _cut(
         expected[child] = poll.expected(state, child, n)
         if held:
             anything.add(child)
-    likely: set[Part] = set()
-    for part, n, diff, kids in cuts:
+    likely: dict[Part, int] = {}
+    for part, n, diff, kids, _ in cuts:
         likely |= _likely(poll, state, part, n - diff, diff, kids)
     yield from _hint_rows(poll, state, [c for c in children if (state, c) not in poll.counted], expected)
     nodes = [
         _Cut(
             n,
             diff,
-            sorted(kids, key=lambda c: (c not in likely, -expected[c])),
-            not any(poll.substring(c) for c in kids),
+            sorted(kids, key=lambda c: (likely.get(c, 2), -expected[c])),
+            # the children's counts add up to the part's only when no count is a substring search's, and
+            # the children are the part's own (not a lone child's)
+            whole and not poll.substring(part) and not any(poll.substring(c) for c in kids),
         )
-        for _, n, diff, kids in cuts
+        for part, n, diff, kids, whole in cuts
     ]
     differing: list[tuple[Part, int, int]] = []
 
@@ -876,6 +888,9 @@ def _cut(
         if n != expected[child]:
             differing.append((child, n, n - expected[child]))
             node.unexplained -= n - expected[child]
+        elif (head := poll.heads.get((state, child))) is not None and head.size >= n:
+            # its count came with all its orders: compared for free, it shows moves that cancel out in its count
+            differing.append((child, n, 0))
 
     while True:
         wanted: list[tuple[_Cut, Part]] = []
@@ -958,26 +973,33 @@ def _count_ask(poll: _Poll, state: str | None, part: Part, expected: int) -> Lis
     rows = poll.rows.get((state, part))
     if rows is None or k.jump is None:
         return List(state, part, k.first_cursor, 1)
-    times = _times(poll, state, part, rows)
-    offset = _alone(times, len(times) // 2)
+    offset = _halfway(poll, part, _current(poll, state, part, rows))
     poll.offsets[state, part] = offset
     return List(state, part, k.jump(offset), 1)
 
 
-def _alone(times: Sequence[str], near: int) -> int:
-    """The offset nearest ``near`` of an order created alone in its instant among ``times`` (newest first), so that
-    one order more or fewer above it moves the order found there to another instant; ``near`` if none is."""
-    for step in range(min(len(times), 64)):
-        for at in (near - step, near + step):
-            if 0 < at < len(times) - 1 and times[at - 1] > times[at] > times[at + 1]:
-                return at
+def _halfway(poll: _Poll, part: Part, orders: Sequence[tuple[str, str | None]]) -> int:
+    """Where to ask for ``part``'s order: at the start of the child (as ``part`` will be cut) nearest halfway down
+    its ``orders`` (creation time and partition value, newest first), so that the order found there tells the
+    newer children from the others; and at an order created alone in its instant, so that one order more or fewer
+    above it moves the order found there to another instant."""
+    times = [created for created, _ in orders]
+    half = len(orders) // 2
+    partition = poll.k.partition
+    kids = partition.split(part, sorted({v for _, v in orders if v is not None})) if partition is not None else []
+    which = [next((i for i, kid in enumerate(kids) if kid.contains(v)), -1) for _, v in orders]
+    starts = [m for m in range(1, len(orders)) if which[m] != which[m - 1]]
+    near = min(starts, key=lambda m: abs(m - half), default=half)
+    for at in range(max(1, near), min(len(times) - 1, near + 64)):
+        if times[at - 1] > times[at] > times[at + 1]:
+            return at
     return near
 
 
-def _times(poll: _Poll, state: str | None, part: Part, rows: Mapping[str, Row]) -> list[str]:
-    """The creation times, newest first, of the orders in ``state`` and ``part`` as the poll knows them now: the
-    stored ``rows`` with this poll's sightings applied."""
-    times: list[str] = []
+def _current(poll: _Poll, state: str | None, part: Part, rows: Mapping[str, Row]) -> list[tuple[str, str | None]]:
+    """The creation times and partition values, newest first, of the orders in ``state`` and ``part`` as the poll
+    knows them now: the stored ``rows`` with this poll's sightings applied."""
+    orders: list[tuple[str, str | None]] = []
     for key in {*rows, *poll.v.seen}:
         now = poll.current(key)
         if now is False:
@@ -988,22 +1010,24 @@ def _times(poll: _Poll, state: str | None, part: Part, rows: Mapping[str, Row]) 
         if now is None or (state is not None and now.raw_state != state) or not part.contains(now.value):
             continue
         if now.created is not None:
-            times.append(now.created)
-    times.sort(reverse=True)
-    return times
+            orders.append((now.created, now.value))
+    orders.sort(reverse=True)
+    return orders
 
 
-def _likely(poll: _Poll, state: str | None, part: Part, expected: int, diff: int, kids: Sequence[Part]) -> set[Part]:
-    """The children of ``part`` most likely to hold its difference, from the order the server listed at offset m
-    of the part (newest first) when it was counted; empty when that says nothing. Only an order to count the
-    children in, never evidence: a server that lists otherwise costs requests, not events."""
+def _likely(
+    poll: _Poll, state: str | None, part: Part, expected: int, diff: int, kids: Sequence[Part]
+) -> dict[Part, int]:
+    """The children of ``part`` most likely to hold its difference (0, then 1), from the order the server listed
+    at offset m of the part (newest first) when it was counted; empty when that says nothing. Only an order to
+    count the children in, never evidence: a server that lists otherwise costs requests, not events."""
     order, m, rows = poll.hints.get((state, part)), poll.offsets.get((state, part)), poll.rows.get((state, part))
     if order is None or m is None or rows is None:
-        return set()
+        return {}
     t, value = order.created, poll.value(order)
     if t is None or value is None or not part.contains(value):
-        return set()
-    times = _times(poll, state, part, rows)
+        return {}
+    times = [created for created, _ in _current(poll, state, part, rows)]
     newer = sum(1 for c in times if c > t)
     same = sum(1 for c in times if c == t)
     extra = max(0, expected - len(times))  # a substring search's orders outside the part, anywhere in the list
@@ -1014,13 +1038,17 @@ def _likely(poll: _Poll, state: str | None, part: Part, expected: int, diff: int
     elif (diff < 0 and m == newer + same - 1 + extra) or (diff > 0 and m == newer):
         above = False
     else:
-        return set()
-    likely = set()
+        return {}
+    likely: dict[Part, int] = {}
     for kid in kids:
         is_newer = kid.lo is not None and kid.lo > value
         is_older = kid.hi is not None and kid.hi <= value
-        if (above and not is_older) or (not above and not is_newer):
-            likely.add(kid)
+        if above and is_newer:
+            likely[kid] = 0
+        elif above and not is_older:
+            likely[kid] = 1  # the order's own child: only its orders above the order, few, are above it
+        elif not above and not is_newer:
+            likely[kid] = 0
     return likely
 
 

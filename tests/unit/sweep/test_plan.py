@@ -244,6 +244,42 @@ def test_a_part_whose_orders_all_lie_in_one_child_is_cut_past_it() -> None:
     assert "202406151203" in parts
 
 
+def test_a_small_part_whose_count_matches_is_still_compared_from_its_page() -> None:
+    """A part counted with all its orders on one page is compared even when its count matches: an order that came
+    and one that was deleted there are found at once, and the state the first left is never located."""
+    for seed in (0, 2, 3):
+        world = steady(4000, by="key", seed=seed)
+        world.page_size = 50
+        here, there = "20240615132", "20240615131"  # two ten-minute parts of one hour
+        for key in [k for k in sorted(world.server) if k.startswith(there) and world.server[k][0] == "Expired"][1:]:
+            world.server[key] = ("Finished", world.server[key][1])  # one Expired order left there
+            world.stored[key] = Row("Finished", key, world.server[key][1])
+        came = next(k for k in sorted(world.server) if k.startswith(here) and world.server[k][0] == "Finished")
+        deleted = next(k for k in sorted(world.server) if k.startswith(here) and world.server[k][0] == "Expired")
+        also = next(k for k in sorted(world.server) if k.startswith(there) and world.server[k][0] == "Finished")
+        for key in (came, also):
+            world.server[key] = ("Expired", world.server[key][1])
+        del world.server[deleted]
+        verdict = world.run(incremental(world.knowledge()))
+        assert verdict.complete and world.applied(verdict) == world.truth(), (seed, verdict.reason)
+        assert verdict.gone == {deleted}
+        assert not [a for a in world.asked if isinstance(a, List) and a.state == "Finished" and a.part], seed
+
+
+def test_open_orders_that_left_are_looked_for_where_the_count_rose_until_all_are_found() -> None:
+    """Many open orders that settled are looked for in the list of the state whose count rose, newest first, and
+    in no other state's list once all are found."""
+    world = steady(3000)
+    pending = [k for k, r in world.stored.items() if r.raw_state == "Pending"]
+    assert len(pending) > 30
+    for key in pending[:30]:
+        world.server[key] = ("Finished", world.server[key][1])
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete and world.applied(verdict) == world.truth(), verdict.reason
+    listed = {a.state for a in world.asked if isinstance(a, List) and a.part is None and a.size == world.page_size}
+    assert "Finished" in listed and not listed & {"Expired", "Failed", "Refunded"}
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
