@@ -214,10 +214,10 @@ class _Poll:
         self.caps: dict[Capability, bool | None] = dict(known.caps)
         self.budget = max(1, known.full_pages)
         self.counted: dict[tuple[str | None, Part], int] = {}  # the server's counts of parts, asked once
-        self.heads: dict[tuple[str | None, Part], Page] = {}  # first pages that came with a part's count
+        self.heads: dict[tuple[str | None, Part | None], Page] = {}  # first pages that came with a count
         # a part's stored rows and the offset a count asked its order at, and the order the server listed there
         self.rows: dict[tuple[str | None, Part], Mapping[str, Row]] = {}
-        self.offsets: dict[tuple[str | None, Part], int] = {}
+        self.offsets: dict[tuple[str | None, Part], tuple[int, str | None]] = {}  # and the value there
         self.hints: dict[tuple[str | None, Part], Order] = {}
         self.away: dict[str, set[str]] = {}  # orders known not to be in these raw states any more (where: not yet)
 
@@ -386,7 +386,7 @@ class _Poll:
         self, state: str | None, part: Part | None, whole: bool
     ) -> Generator[list[Ask], list[Answer], Answer]:
         """The first page of a list: the one that came with the part's count, when the whole list is wanted."""
-        head = self.heads.pop((state, part), None) if part is not None and whole else None
+        head = self.heads.pop((state, part), None) if whole else None
         if head is not None:
             return head
         asks: list[Ask] = [List(state, part, self.k.first_cursor, self.k.page_size)]
@@ -498,7 +498,8 @@ def _counts(poll: _Poll) -> Generator[list[Ask], list[Answer], tuple[Page, dict[
     k, v = poll.k, poll.v
     states = (*k.open_states, *k.settled_states)
     asks: list[Ask] = [List(None, None, k.first_cursor, k.page_size)]
-    asks += [List(s, None, k.first_cursor, 1) for s in states]
+    # an open state is listed whole next: its count comes with its first page
+    asks += [List(s, None, k.first_cursor, k.page_size if s in k.open_states else 1) for s in states]
     poll.remote(asks)
     head, *counted = yield asks
     if isinstance(head, Failed):
@@ -520,6 +521,8 @@ def _counts(poll: _Poll) -> Generator[list[Ask], list[Answer], tuple[Page, dict[
             v.full_now = "the server's per-state counts cannot be trusted"
             return None
         counts[state] = n
+        if state in k.open_states and isinstance(answer, Page):
+            poll.heads[state, None] = answer
     if any(n > total for n in counts.values()) or sum(counts.values()) > total:
         poll.learn("state_filter", False, f"per-state counts add up to {sum(counts.values())} of {total} orders")
         v.full_now = "the server's per-state counts do not add up: it ignores or misreads the state filter"
@@ -843,6 +846,7 @@ class _Cut:
     left: list[Part]
     exact: bool  # its children's counts add up to its own (no search may count an order twice)
     counted: int = 0
+    other: _Cut | None = None  # the other side of the same part, when its children were split in two
 
 
 def _cut(
@@ -865,21 +869,8 @@ def _cut(
         expected[child] = poll.expected(state, child, n)
         if held:
             anything.add(child)
-    likely: dict[Part, int] = {}
-    for part, n, diff, kids, _ in cuts:
-        likely |= _likely(poll, state, part, n - diff, diff, kids)
+    nodes = [node for cut in cuts for node in _nodes(poll, state, cut, expected)]
     yield from _hint_rows(poll, state, [c for c in children if (state, c) not in poll.counted], expected)
-    nodes = [
-        _Cut(
-            n,
-            diff,
-            sorted(kids, key=lambda c: (likely.get(c, 2), -expected[c])),
-            # the children's counts add up to the part's only when no count is a substring search's, and
-            # the children are the part's own (not a lone child's)
-            whole and not poll.substring(part) and not any(poll.substring(c) for c in kids),
-        )
-        for part, n, diff, kids, whole in cuts
-    ]
     differing: list[tuple[Part, int, int]] = []
 
     def found(node: _Cut, child: Part, n: int) -> None:
@@ -894,23 +885,19 @@ def _cut(
 
     while True:
         wanted: list[tuple[_Cut, Part]] = []
+        moved = False
         for node in nodes:
             if (node.unexplained == 0 and not thorough) or not node.left:
-                node.left = []
-            elif len(node.left) == 1 and node.exact:
+                continue
+            if len(node.left) == 1 and node.exact:
                 found(node, node.left[0], node.count - node.counted)
-            elif thorough:
-                wanted += [(node, child) for child in node.left]
-            else:
-                # a difference of d is most likely d orders, in the largest children: ask up to d at a time; a
-                # child the snapshot has no orders of the state in cannot have lost any, nor one without orders of
-                # any state gained any (but new ones, seen), so they are looked for elsewhere first
-                able = [
-                    c for c in node.left if c in anything and (node.unexplained > 0 or expected[c] > 0)
-                ] or node.left
-                size = min(CUT_BATCH, abs(node.unexplained), max(1, len(node.left) - int(node.exact)))
-                wanted += [(node, child) for child in able[:size]]
+                continue
+            picked = _pick(node, expected, anything, thorough=thorough)
+            moved |= not picked
+            wanted += [(node, child) for child in picked]
         if not wanted:
+            if moved:
+                continue
             return differing
         asks: list[Ask] = [_count_ask(poll, state, c, expected[c]) for _, c in wanted if (state, c) not in poll.counted]
         if poll.over_budget(len(asks)):
@@ -931,6 +918,44 @@ def _cut(
                 v.full_now = "the server's counts of parts do not add up: it ignores or misreads the part filter"
                 return []
             found(node, child, n)
+
+
+def _pick(node: _Cut, expected: Mapping[Part, int], anything: set[Part], *, thorough: bool) -> list[Part]:
+    """The children of ``node`` to count next; [] when a side hands what it cannot hold to the other side."""
+    if thorough:
+        return list(node.left)
+    # a difference of d is most likely d orders, in the largest children: ask up to d at a time; a child the
+    # snapshot has no orders of the state in cannot have lost any, nor one without orders of any state gained any
+    # (but new ones, seen), so they are looked for elsewhere first
+    able = [c for c in node.left if c in anything and (node.unexplained > 0 or expected[c] > 0)]
+    if not able and node.other is not None:
+        # a side's share was read from one order: what its children cannot hold is the other side's
+        node.other.unexplained += node.unexplained
+        node.unexplained, node.other.other, node.other = 0, None, None
+        return []
+    able = able or node.left
+    return able[: min(CUT_BATCH, abs(node.unexplained), max(1, len(node.left) - int(node.exact)))]
+
+
+def _nodes(
+    poll: _Poll, state: str | None, cut: tuple[Part, int, int, list[Part], bool], expected: Mapping[Part, int]
+) -> list[_Cut]:
+    """The children of one cut part to count, the likeliest first (see ``_likely``): one node, or two when the
+    order halfway down said exactly how much of the difference lies in the newer children (each side is then
+    looked into until its own share is explained)."""
+    part, n, diff, kids, whole = cut
+    likely, above = _likely(poll, state, part, n - diff, diff, kids)
+    if above is not None:
+        newer, older = (
+            _Cut(n, share, sorted((c for c in kids if likely[c] == side), key=lambda c: -expected[c]), False)
+            for side, share in ((0, above), (1, diff - above))
+        )
+        newer.other, older.other = older, newer
+        return [newer, older]
+    # the children's counts add up to the part's only when no count is a substring search's, and the children
+    # are the part's own (not a lone child's)
+    exact = whole and not poll.substring(part) and not any(poll.substring(c) for c in kids)
+    return [_Cut(n, diff, sorted(kids, key=lambda c: (likely.get(c, 2), -expected[c])), exact)]
 
 
 def _hint_rows(
@@ -973,8 +998,9 @@ def _count_ask(poll: _Poll, state: str | None, part: Part, expected: int) -> Lis
     rows = poll.rows.get((state, part))
     if rows is None or k.jump is None:
         return List(state, part, k.first_cursor, 1)
-    offset = _halfway(poll, part, _current(poll, state, part, rows))
-    poll.offsets[state, part] = offset
+    orders = _current(poll, state, part, rows)
+    offset = _halfway(poll, part, orders)
+    poll.offsets[state, part] = (offset, orders[offset][1] if offset < len(orders) else None)
     return List(state, part, k.jump(offset), 1)
 
 
@@ -1017,20 +1043,29 @@ def _current(poll: _Poll, state: str | None, part: Part, rows: Mapping[str, Row]
 
 def _likely(
     poll: _Poll, state: str | None, part: Part, expected: int, diff: int, kids: Sequence[Part]
-) -> dict[Part, int]:
+) -> tuple[dict[Part, int], int | None]:
     """The children of ``part`` most likely to hold its difference (0, then 1), from the order the server listed
-    at offset m of the part (newest first) when it was counted; empty when that says nothing. Only an order to
-    count the children in, never evidence: a server that lists otherwise costs requests, not events."""
-    order, m, rows = poll.hints.get((state, part)), poll.offsets.get((state, part)), poll.rows.get((state, part))
-    if order is None or m is None or rows is None:
-        return {}
+    at offset m of the part (newest first) when it was counted; empty when that says nothing. And when the order
+    is the newest of its child, alone in its instant, and the count has no strays: the net difference among the
+    children newer than it (0), m less the orders the snapshot has there. Only an order to count the children in,
+    never evidence: a server that lists otherwise costs requests, not events."""
+    order, asked, rows = poll.hints.get((state, part)), poll.offsets.get((state, part)), poll.rows.get((state, part))
+    if order is None or asked is None or rows is None:
+        return {}, None
+    m, boundary = asked
     t, value = order.created, poll.value(order)
     if t is None or value is None or not part.contains(value):
-        return {}
-    times = [created for created, _ in _current(poll, state, part, rows)]
+        return {}, None
+    current = _current(poll, state, part, rows)
+    times = [created for created, _ in current]
     newer = sum(1 for c in times if c > t)
     same = sum(1 for c in times if c == t)
     extra = max(0, expected - len(times))  # a substring search's orders outside the part, anywhere in the list
+    # the children newer than the one the order was asked in: with the order alone in its instant and no strays,
+    # m - newer is the net difference above it, and so among them (but for the few orders between it and them)
+    newer_kids = [kid for kid in kids if kid.lo is not None and boundary is not None and kid.lo > boundary]
+    if same == 1 and not extra and newer_kids and len(newer_kids) < len(kids):
+        return {kid: 0 if kid in newer_kids else 1 for kid in kids}, m - newer  # 0: the newer side
     # with nothing changed above t, m lies in [newer, newer + same - 1 + extra]: one order fewer above t moves
     # that window down by one, one more up by one; where the windows overlap the order at m cannot tell
     if (newer > m and diff < 0) or (m > newer + same - 1 + extra and diff > 0):
@@ -1038,7 +1073,7 @@ def _likely(
     elif (diff < 0 and m == newer + same - 1 + extra) or (diff > 0 and m == newer):
         above = False
     else:
-        return {}
+        return {}, None
     likely: dict[Part, int] = {}
     for kid in kids:
         is_newer = kid.lo is not None and kid.lo > value
@@ -1049,7 +1084,7 @@ def _likely(
             likely[kid] = 1  # the order's own child: only its orders above the order, few, are above it
         elif not above and not is_newer:
             likely[kid] = 0
-    return likely
+    return likely, None
 
 
 def _compare(poll: _Poll, state: str | None, part: Part, count: int) -> Generator[list[Ask], list[Answer], None]:
