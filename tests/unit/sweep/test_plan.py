@@ -245,6 +245,23 @@ def test_a_part_whose_orders_all_lie_in_one_child_is_cut_past_it() -> None:
     assert "202406151203" in parts
 
 
+def first_key(world: World, prefix: str, state: str) -> str:
+    """The first key on the server that starts with ``prefix`` and is in ``state``."""
+    return next(k for k in sorted(world.server) if k.startswith(prefix) and world.server[k][0] == state)
+
+
+def found_without_locating_finished(world: World, came: list[str], deleted: str, label: object) -> None:
+    """Move ``came`` from Finished to Expired and delete ``deleted`` on the server, run the plan, and check that
+    its verdict is the server's, the deleted order is proven gone, and Finished was never located."""
+    for key in came:
+        world.server[key] = ("Expired", world.server[key][1])
+    del world.server[deleted]
+    verdict = world.run(incremental(world.knowledge()))
+    assert verdict.complete and world.applied(verdict) == world.truth(), (label, verdict.reason)
+    assert verdict.gone == {deleted}
+    assert not [a for a in world.asked if isinstance(a, List) and a.state == "Finished" and a.part], label
+
+
 def test_a_small_part_whose_count_matches_is_still_compared_from_its_page() -> None:
     """A part counted with all its orders on one page is compared even when its count matches: an order that came
     and one that was deleted there are found at once, and the state the first left is never located."""
@@ -255,16 +272,9 @@ def test_a_small_part_whose_count_matches_is_still_compared_from_its_page() -> N
         for key in [k for k in sorted(world.server) if k.startswith(there) and world.server[k][0] == "Expired"][1:]:
             world.server[key] = ("Finished", world.server[key][1])  # one Expired order left there
             world.stored[key] = Row("Finished", key, world.server[key][1])
-        came = next(k for k in sorted(world.server) if k.startswith(here) and world.server[k][0] == "Finished")
-        deleted = next(k for k in sorted(world.server) if k.startswith(here) and world.server[k][0] == "Expired")
-        also = next(k for k in sorted(world.server) if k.startswith(there) and world.server[k][0] == "Finished")
-        for key in (came, also):
-            world.server[key] = ("Expired", world.server[key][1])
-        del world.server[deleted]
-        verdict = world.run(incremental(world.knowledge()))
-        assert verdict.complete and world.applied(verdict) == world.truth(), (seed, verdict.reason)
-        assert verdict.gone == {deleted}
-        assert not [a for a in world.asked if isinstance(a, List) and a.state == "Finished" and a.part], seed
+        came = [first_key(world, here, "Finished"), first_key(world, there, "Finished")]
+        deleted = first_key(world, here, "Expired")
+        found_without_locating_finished(world, came, deleted, seed)
 
 
 def test_open_orders_that_left_are_looked_for_where_the_count_rose_until_all_are_found() -> None:
@@ -279,6 +289,17 @@ def test_open_orders_that_left_are_looked_for_where_the_count_rose_until_all_are
     assert verdict.complete and world.applied(verdict) == world.truth(), verdict.reason
     listed = {a.state for a in world.asked if isinstance(a, List) and a.part is None and a.size == world.page_size}
     assert "Finished" in listed and not listed & {"Expired", "Failed", "Refunded"}
+
+
+def test_the_order_halfway_down_splits_a_difference_between_the_newer_and_older_children() -> None:
+    """Two orders that came in the newer half of an hour and one deleted in its older half differ by +1 in the
+    hour's count: the order halfway down says +2 above it and -1 below, so all three are found in one descent,
+    and the state the two came from is never located."""
+    for seed in range(3):
+        world = steady(4000, by="key", seed=seed)
+        hour = "2024061512"
+        came = [first_key(world, hour + "5", "Finished"), first_key(world, hour + "4", "Finished")]
+        found_without_locating_finished(world, came, first_key(world, hour + "0", "Expired"), seed)
 
 
 @settings(max_examples=60, deadline=None)
