@@ -6,21 +6,25 @@ their answers (in the same order), and returns a ``Verdict``. ``reconcile.py`` r
 The plan of one poll:
 
 1. **Counts.** The newest page of the whole list (it carries the total) and one ``per_page=1`` answer per raw state
-   (its count; its one item shows whether the server filtered by that state). One state per request: servers
+   (its count; its one item shows whether the server filtered by that state; an open state's comes with its list's
+   first page, which step 2 starts from). One state per request: servers
    read multi-valued filters in incompatible ways. When these say an incremental poll would cost as much as a full
    sweep, or cannot be trusted (the server ignores the state filter, the counts are not numbers), the verdict is:
    sweep everything now.
-2. **New and open orders.** Newest pages down to the first page of known orders (only when the server is proven to
-   sort newest first), and every order in an open state, listed state by state. Known open orders missing from
-   those lists *left* the open set: a few are read from the detail endpoint (once it has returned the right order
-   for a key it was asked for), more are looked for in the settled states' lists, newest first, down to the oldest
-   of them.
+2. **New and open orders.** Newest pages down to the first page that ends with a known order (only when the server
+   is proven to sort newest first), and every order in an open state, listed state by state. Known open orders
+   missing from those lists *left* the open set: a few are read from the detail endpoint (once it has returned the
+   right order for a key it was asked for), more are looked for in the settled states' lists, newest first, the
+   state whose count rose most first, down to the oldest of them or until all are found.
 3. **Reconciliation.** Each settled state's count, and the total, against the snapshot with everything seen so far
-   applied. A state whose count differs is *located*: the list is cut into parts the server counts (creation-time
-   ranges on Ace, trade-number prefixes on Lsky: ``sources.Partition``), parts whose counts agree are left alone,
-   and small parts that differ are listed and compared order by order. An order listed locally in a part but not by
-   the server is read from the detail endpoint, or the part is listed in every state; only a 404 from a proven
-   detail endpoint, or a complete listing of the part it must be in, proves it gone.
+   applied. A state whose count differs is *located*, a state that gained orders first (its listings show them in
+   their new state): the list is cut into parts the server counts (creation-time ranges on Ace, trade-number
+   prefixes on Lsky: ``sources.Partition``), parts whose counts agree are left alone, and small parts that differ
+   are listed and compared order by order. A small part is counted with its first page (then its count is its
+   listing, compared even when the count agrees); a larger one with its order at an offset halfway down, which
+   says on which side of it the difference lies — only an order to count in, never evidence. An order listed
+   locally in a part but not by the server is read from the detail endpoint, or the part is listed in every state;
+   only a 404 from a proven detail endpoint, or a complete listing of the part it must be in, proves it gone.
 
 Every answer is checked against what was asked: an order in another state than the filter asked for, a part's
 orders outside it, a child part counted above its parent, a page out of order — each is learned (``Verdict.learned``)
