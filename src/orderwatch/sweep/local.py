@@ -5,11 +5,12 @@ questions about stored orders (``answerer``), read from the store. Blocking: run
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from orderwatch import clock
+from orderwatch.core.model import Page
 from orderwatch.sources import Part, Partition, Source, adapter_for
 from orderwatch.sweep import plan
 from orderwatch.sweep.reconcile import Local
@@ -75,7 +76,16 @@ def knowledge(store: Store, src: Source, caps: Mapping[plan.Capability, bool | N
         partition=partition,
         caps=caps,
         full_pages=math.ceil(sum(counts.values()) / src.page_size) + 1,
+        jump=_jump(adapter.first_cursor(), adapter.next_cursor),
     )
+
+
+def _jump(first: int, next_cursor: Callable[[int, Page], int | None]) -> Callable[[int], int] | None:
+    """The cursor of a one-order page at an offset, when the cursor after a one-order page is one on (an offset,
+    or a page number at one order a page); None for paging that cannot jump."""
+    if next_cursor(first, Page(orders=(), skipped=1)) != first + 1:
+        return None
+    return lambda offset: first + offset
 
 
 def answerer(store: Store, src: Source) -> Local:

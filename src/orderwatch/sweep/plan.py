@@ -6,21 +6,25 @@ their answers (in the same order), and returns a ``Verdict``. ``reconcile.py`` r
 The plan of one poll:
 
 1. **Counts.** The newest page of the whole list (it carries the total) and one ``per_page=1`` answer per raw state
-   (its count; its one item shows whether the server filtered by that state). One state per request: servers
+   (its count; its one item shows whether the server filtered by that state; an open state's comes with its list's
+   first page, which step 2 starts from). One state per request: servers
    read multi-valued filters in incompatible ways. When these say an incremental poll would cost as much as a full
    sweep, or cannot be trusted (the server ignores the state filter, the counts are not numbers), the verdict is:
    sweep everything now.
-2. **New and open orders.** Newest pages down to the first page of known orders (only when the server is proven to
-   sort newest first), and every order in an open state, listed state by state. Known open orders missing from
-   those lists *left* the open set: a few are read from the detail endpoint (once it has returned the right order
-   for a key it was asked for), more are looked for in the settled states' lists, newest first, down to the oldest
-   of them.
+2. **New and open orders.** Newest pages down to the first page that ends with a known order (only when the server
+   is proven to sort newest first), and every order in an open state, listed state by state. Known open orders
+   missing from those lists *left* the open set: a few are read from the detail endpoint (once it has returned the
+   right order for a key it was asked for), more are looked for in the settled states' lists, newest first, the
+   state whose count rose most first, down to the oldest of them or until all are found.
 3. **Reconciliation.** Each settled state's count, and the total, against the snapshot with everything seen so far
-   applied. A state whose count differs is *located*: the list is cut into parts the server counts (creation-time
-   ranges on Ace, trade-number prefixes on Lsky: ``sources.Partition``), parts whose counts agree are left alone,
-   and small parts that differ are listed and compared order by order. An order listed locally in a part but not by
-   the server is read from the detail endpoint, or the part is listed in every state; only a 404 from a proven
-   detail endpoint, or a complete listing of the part it must be in, proves it gone.
+   applied. A state whose count differs is *located*, a state that gained orders first (its listings show them in
+   their new state): the list is cut into parts the server counts (creation-time ranges on Ace, trade-number
+   prefixes on Lsky: ``sources.Partition``), parts whose counts agree are left alone, and small parts that differ
+   are listed and compared order by order. A small part is counted with its first page (then its count is its
+   listing, compared even when the count agrees); a larger one with its order at an offset halfway down, which
+   says on which side of it the difference lies — only an order to count in, never evidence. An order listed
+   locally in a part but not by the server is read from the detail endpoint, or the part is listed in every state;
+   only a 404 from a proven detail endpoint, or a complete listing of the part it must be in, proves it gone.
 
 Every answer is checked against what was asked: an order in another state than the filter asked for, a part's
 orders outside it, a child part counted above its parent, a page out of order — each is learned (``Verdict.learned``)
@@ -142,6 +146,7 @@ class Knowledge:
     partition: Partition | None  # how the list can be counted part by part (None: it cannot)
     caps: Mapping[Capability, bool | None]  # what the server has proven (True), disproven (False), or not yet
     full_pages: int  # what a full sweep of the stored orders costs in requests
+    jump: Callable[[int], int] | None = None  # the cursor of a one-order page at an offset (None: cannot jump)
 
     @property
     def stored_total(self) -> int:
@@ -213,6 +218,11 @@ class _Poll:
         self.caps: dict[Capability, bool | None] = dict(known.caps)
         self.budget = max(1, known.full_pages)
         self.counted: dict[tuple[str | None, Part], int] = {}  # the server's counts of parts, asked once
+        self.heads: dict[tuple[str | None, Part | None], Page] = {}  # first pages that came with a count
+        # a part's stored rows and the offset a count asked its order at, and the order the server listed there
+        self.rows: dict[tuple[str | None, Part], Mapping[str, Row]] = {}
+        self.offsets: dict[tuple[str | None, Part], tuple[int, str | None]] = {}  # and the value there
+        self.hints: dict[tuple[str | None, Part], Order] = {}
         self.away: dict[str, set[str]] = {}  # orders known not to be in these raw states any more (where: not yet)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
@@ -325,9 +335,7 @@ class _Poll:
         cursor = k.first_cursor
         orders: list[Order] = []
         total: int | None = None
-        asks: list[Ask] = [List(state, part, cursor, size)]
-        self.remote(asks)
-        (first,) = yield asks
+        first = yield from self.first_page(state, part, stop is None)
         if isinstance(first, Failed):
             return orders, None, first.reason
         assert isinstance(first, Page)
@@ -335,7 +343,7 @@ class _Poll:
         planned = k.plan_cursors(first, cursor, k.max_pages - 1) if stop is None else []
         nxt = k.next_cursor(cursor, first)
         if planned and nxt is not None and planned[0] == nxt and not k.says_last(cursor, first):
-            asks = [List(state, part, c, size) for c in planned]
+            asks: list[Ask] = [List(state, part, c, size) for c in planned]
             self.remote(asks)
             answers = yield asks
             for c, answer in zip(planned, answers, strict=True):
@@ -377,6 +385,18 @@ class _Poll:
                 break
             nxt = k.next_cursor(nxt, page)
         return orders, total, None
+
+    def first_page(
+        self, state: str | None, part: Part | None, whole: bool
+    ) -> Generator[list[Ask], list[Answer], Answer]:
+        """The first page of a list: the one that came with the part's count, when the whole list is wanted."""
+        head = self.heads.pop((state, part), None) if whole else None
+        if head is not None:
+            return head
+        asks: list[Ask] = [List(state, part, self.k.first_cursor, self.k.page_size)]
+        self.remote(asks)
+        (first,) = yield asks
+        return first
 
     def check_page(self, state: str | None, part: Part | None, page: Page) -> str | None:
         """Why a filtered page shows that the server did not filter as asked (learned), or None."""
@@ -467,7 +487,7 @@ def incremental(known: Knowledge) -> Plan:
     if newest is not None:
         v.reasons.append(newest)
     left = [key for key in k.open_rows if key not in v.seen and key not in v.gone]
-    yield from _find_left(poll, left)
+    yield from _find_left(poll, left, counts)
     if v.full_now:
         return v
 
@@ -482,7 +502,8 @@ def _counts(poll: _Poll) -> Generator[list[Ask], list[Answer], tuple[Page, dict[
     k, v = poll.k, poll.v
     states = (*k.open_states, *k.settled_states)
     asks: list[Ask] = [List(None, None, k.first_cursor, k.page_size)]
-    asks += [List(s, None, k.first_cursor, 1) for s in states]
+    # an open state is listed whole next: its count comes with its first page
+    asks += [List(s, None, k.first_cursor, k.page_size if s in k.open_states else 1) for s in states]
     poll.remote(asks)
     head, *counted = yield asks
     if isinstance(head, Failed):
@@ -504,6 +525,8 @@ def _counts(poll: _Poll) -> Generator[list[Ask], list[Answer], tuple[Page, dict[
             v.full_now = "the server's per-state counts cannot be trusted"
             return None
         counts[state] = n
+        if state in k.open_states and isinstance(answer, Page):
+            poll.heads[state, None] = answer
     if any(n > total for n in counts.values()) or sum(counts.values()) > total:
         poll.learn("state_filter", False, f"per-state counts add up to {sum(counts.values())} of {total} orders")
         v.full_now = "the server's per-state counts do not add up: it ignores or misreads the state filter"
@@ -556,15 +579,16 @@ def _explained(deltas: Mapping[str, int], left: int) -> dict[str, int]:
 
 
 def _newest(poll: _Poll, head: Page) -> Generator[list[Ask], list[Answer], str | None]:
-    """New orders: the newest pages down to the first page of known orders (when the server sorts newest first).
-    Returns why new orders may remain unseen, or None."""
+    """New orders: the newest pages down to the first page that ends with a known order (when the server sorts
+    newest first). Returns why new orders may remain unseen, or None."""
     k = poll.k
     page, cursor, pages = head, k.first_cursor, 1
     while True:
         yield from poll.lookup(poll.see(page.orders))
         if poll.caps.get("sort") is not True:
             return (yield from _newer_than_stored(poll))
-        if all(poll.stored.get(o.key) is not None for o in page.orders) or k.says_last(cursor, page):
+        # below a known order, a new one would be older than it: back-dated, which the total's reconciliation finds
+        if not page.orders or poll.stored.get(page.orders[-1].key) is not None or k.says_last(cursor, page):
             return None
         nxt = k.next_cursor(cursor, page)
         if nxt is None:
@@ -598,9 +622,10 @@ def _newer_than_stored(poll: _Poll) -> Generator[list[Ask], list[Answer], str | 
     return None
 
 
-def _find_left(poll: _Poll, left: Sequence[str]) -> Generator[list[Ask], list[Answer], None]:
+def _find_left(poll: _Poll, left: Sequence[str], counts: Mapping[str, int]) -> Generator[list[Ask], list[Answer], None]:
     """Where known open orders that left the open set went: the detail endpoint for a few (once proven), else the
-    settled states' lists, newest first, down to the oldest of them (when the server sorts)."""
+    settled states' lists, newest first, down to the oldest of them (when the server sorts) or until all are
+    found, the state whose count rose most first."""
     k = poll.k
     if not left:
         return
@@ -617,15 +642,19 @@ def _find_left(poll: _Poll, left: Sequence[str]) -> Generator[list[Ask], list[An
         return
     floor = min(floors)
 
-    def down_to_floor(page: Page) -> bool:
-        return page.oldest is not None and page.oldest < floor
+    unfound = set(left)
+
+    def enough(page: Page) -> bool:
+        unfound.difference_update(o.key for o in page.orders)
+        return not unfound or (page.oldest is not None and page.oldest < floor)
 
     if poll.over_budget(len(k.settled_states) * (1 + len(left) // k.page_size)):
         return
-    results = yield from together([poll.listing(s, None, stop=down_to_floor) for s in k.settled_states])
-    for result in results:
-        assert isinstance(result, tuple)
-        orders, _, why = result
+    rose = sorted(k.settled_states, key=lambda s: k.stored_counts.get(s, 0) - counts.get(s, 0))
+    for state in rose:
+        if not unfound:
+            return
+        orders, _, why = yield from poll.listing(state, None, stop=enough)
         if why is None:
             yield from poll.lookup(poll.see(orders))
 
@@ -694,9 +723,10 @@ def _reconcile(poll: _Poll, counts: Mapping[str, int], total: int) -> Generator[
             else:
                 v.complete = not v.reasons
             return
-        # the settled state with the fewest orders is the cheapest to locate in; the total (deletions, back-dated
-        # new orders) last
-        dim = min(todo, key=lambda d: (d is None, -abs(deltas[d]), server[d]))
+        # a state that gained orders first: its listings show them in their new state, which explains the losses
+        # of the states they left without reading each from the detail endpoint; then the larger difference, the
+        # state with the fewest orders (the cheapest to locate in); the total (deletions, back-dated new orders) last
+        dim = min(todo, key=lambda d: (d is None, deltas[d] < 0, -abs(deltas[d]), server[d]))
         stored = k.stored_total if dim is None else k.stored_counts.get(dim, 0)
         for thorough in (False, True):
             yield from _locate(poll, dim, server[dim], thorough=thorough)
@@ -734,24 +764,55 @@ def _locate(
     frontier: list[tuple[Part, int, int]] = [(root, count, count - poll.expected(state, root, stored))]
     while frontier and not v.full_now:
         values = yield [LocalValues(state, part) for part, _, _ in frontier]
-        listed: list[tuple[Part, int]] = []
-        cuts: list[tuple[Part, int, int, list[Part]]] = []
+        listed: list[tuple[Part, int, int]] = []
+        cuts: list[tuple[Part, int, int, list[Part], bool]] = []
         for (part, n, diff), stored_values in zip(frontier, values, strict=True):
             assert isinstance(stored_values, Sequence)
-            children = partition.split(part, poll.values(state, part, stored_values))
+            known = poll.values(state, part, stored_values)
+            split = partition.split(part, known)
+            children = split if thorough else (yield from _past_lone(poll, part, diff, split, known))
             # listing a part costs its pages; cutting it costs up to a count per child, and then the children
             if children and math.ceil(n / k.page_size) > max(LEAF_PAGES, LEAF_CUT * (len(children) - 1)):
-                cuts.append((part, n, diff, children))
+                cuts.append((part, n, diff, children, children == split))
             else:
-                listed.append((part, n))
+                listed.append((part, n, diff))
         frontier = []
         if listed:
-            if poll.over_budget(sum(math.ceil(n / k.page_size) + 1 for _, n in listed)):
+            if poll.over_budget(sum(_listing_cost(poll, state, part, n) for part, n, _ in listed)):
                 v.full_now = "locating the differences would cost more than a full sweep"
                 return
-            yield from together([_compare(poll, state, part, n) for part, n in listed])
+            if state is not None and poll.caps.get("detail") is None and any(d < 0 for *_, d in listed):
+                # orders that left a part are then read one by one: one request, against listing each such
+                # part in every state
+                yield from _probe_detail(poll)
+            yield from together([_compare(poll, state, part, n) for part, n, _ in listed])
         if cuts:
             frontier = yield from _cut(poll, state, cuts, thorough=thorough)
+
+
+def _listing_cost(poll: _Poll, state: str | None, part: Part, count: int) -> int:
+    """Requests listing a part of ``count`` orders will take, one more to place what it misses; its first page
+    may have come with its count."""
+    return math.ceil(count / poll.k.page_size) + 1 - int((state, part) in poll.heads)
+
+
+def _past_lone(
+    poll: _Poll, part: Part, diff: int, children: list[Part], known: Sequence[str]
+) -> Generator[list[Ask], list[Answer], list[Part]]:
+    """The children to count: while all of ``part``'s orders lie in one child, that child's children (its count
+    is the part's but for a substring search's strays; a loss can only be where orders were, a gain only where
+    orders of any state were)."""
+    partition = poll.k.partition
+    assert partition is not None
+    while True:
+        holding = [c for c in children if any(c.contains(value) for value in known)]
+        if len(holding) != 1 or not (grand := partition.split(holding[0], known)):
+            return children
+        if diff > 0:
+            inside, everything = yield [LocalCount(None, holding[0]), LocalCount(None, part)]
+            if inside != everything:
+                return children
+        children = grand
 
 
 def _probe_search(poll: _Poll) -> Generator[list[Ask], list[Answer], None]:
@@ -776,6 +837,8 @@ def _probe_search(poll: _Poll) -> Generator[list[Ask], list[Answer], None]:
 
 
 CUT_BATCH: Final = 3  # children of one part counted per round
+HEAD_PAGES: Final = 2  # a child expected to fit in this many pages is counted with its first page
+HINT_MAX: Final = 50_000  # a larger child is counted without the order halfway down (its stored rows are many)
 
 
 @dataclass(slots=True)
@@ -787,25 +850,31 @@ class _Cut:
     left: list[Part]
     exact: bool  # its children's counts add up to its own (no search may count an order twice)
     counted: int = 0
+    other: _Cut | None = None  # the other side of the same part, when its children were split in two
 
 
 def _cut(
-    poll: _Poll, state: str | None, cuts: Sequence[tuple[Part, int, int, list[Part]]], *, thorough: bool
+    poll: _Poll, state: str | None, cuts: Sequence[tuple[Part, int, int, list[Part], bool]], *, thorough: bool
 ) -> Generator[list[Ask], list[Answer], list[tuple[Part, int, int]]]:
     """Count the children of each cut part until they explain the part's difference — the largest first, a few at
     a time; when the partition's counts are exact, the last child's count is the parent's rest — and return those
     whose counts differ from the snapshot's, with their counts and differences (``thorough``: count them all)."""
-    k, v = poll.k, poll.v
-    children = [child for *_, kids in cuts for child in kids]
-    stored = yield [LocalCount(state, child, poll.substring(child)) for child in children]
-    expected: dict[Part, int] = {}
-    for child, n in zip(children, stored, strict=True):
-        assert isinstance(n, int)
-        expected[child] = poll.expected(state, child, n)
-    nodes = [
-        _Cut(n, diff, sorted(kids, key=lambda c: -expected[c]), not any(poll.substring(c) for c in kids))
-        for _, n, diff, kids in cuts
+    v = poll.v
+    children = [child for *_, kids, _ in cuts for child in kids]
+    answers = yield [
+        *(LocalCount(state, child, poll.substring(child)) for child in children),
+        *(LocalCount(None, child) for child in children),
     ]
+    expected: dict[Part, int] = {}
+    anything: set[Part] = {c for c in children if any(c.contains(poll.value(o)) for o in poll.v.seen.values())}
+    for i, child in enumerate(children):
+        n, held = answers[i], answers[len(children) + i]
+        assert isinstance(n, int) and isinstance(held, int)
+        expected[child] = poll.expected(state, child, n)
+        if held:
+            anything.add(child)
+    nodes = [node for cut in cuts for node in _nodes(poll, state, cut, expected)]
+    yield from _hint_rows(poll, state, [c for c in children if (state, c) not in poll.counted], expected)
     differing: list[tuple[Part, int, int]] = []
 
     def found(node: _Cut, child: Part, n: int) -> None:
@@ -814,22 +883,27 @@ def _cut(
         if n != expected[child]:
             differing.append((child, n, n - expected[child]))
             node.unexplained -= n - expected[child]
+        elif (head := poll.heads.get((state, child))) is not None and head.size >= n:
+            # its count came with all its orders: compared for free, it shows moves that cancel out in its count
+            differing.append((child, n, 0))
 
     while True:
         wanted: list[tuple[_Cut, Part]] = []
+        moved = False
         for node in nodes:
             if (node.unexplained == 0 and not thorough) or not node.left:
-                node.left = []
-            elif len(node.left) == 1 and node.exact:
+                continue
+            if len(node.left) == 1 and node.exact:
                 found(node, node.left[0], node.count - node.counted)
-            else:
-                # one difference left is most likely one order, in the largest child: ask one child at a time
-                size = 1 if abs(node.unexplained) == 1 else CUT_BATCH
-                batch = len(node.left) if thorough else min(size, max(1, len(node.left) - int(node.exact)))
-                wanted += [(node, child) for child in node.left[:batch]]
+                continue
+            picked = _pick(node, expected, anything, thorough=thorough)
+            moved |= not picked
+            wanted += [(node, child) for child in picked]
         if not wanted:
+            if moved:
+                continue
             return differing
-        asks: list[Ask] = [List(state, c, k.first_cursor, 1) for _, c in wanted if (state, c) not in poll.counted]
+        asks: list[Ask] = [_count_ask(poll, state, c, expected[c]) for _, c in wanted if (state, c) not in poll.counted]
         if poll.over_budget(len(asks)):
             v.full_now = "locating the differences would cost more than a full sweep"
             return []
@@ -837,12 +911,9 @@ def _cut(
         answers = yield asks
         asked = iter(answers)
         for node, child in wanted:
-            if (state, child) not in poll.counted:
-                n = poll.count(next(asked), state)
-                if n is None:
-                    v.full_now = "a part's count cannot be trusted"
-                    return []
-                poll.counted[state, child] = n
+            if (state, child) not in poll.counted and not _counted(poll, state, child, next(asked)):
+                v.full_now = "a part's count cannot be trusted"
+                return []
             n = poll.counted[state, child]
             if n > node.count or (node.exact and node.counted + n > node.count):
                 poll.learn(
@@ -851,6 +922,173 @@ def _cut(
                 v.full_now = "the server's counts of parts do not add up: it ignores or misreads the part filter"
                 return []
             found(node, child, n)
+
+
+def _pick(node: _Cut, expected: Mapping[Part, int], anything: set[Part], *, thorough: bool) -> list[Part]:
+    """The children of ``node`` to count next; [] when a side hands what it cannot hold to the other side."""
+    if thorough:
+        return list(node.left)
+    # a difference of d is most likely d orders, in the largest children: ask up to d at a time; a child the
+    # snapshot has no orders of the state in cannot have lost any, nor one without orders of any state gained any
+    # (but new ones, seen), so they are looked for elsewhere first
+    able = [c for c in node.left if c in anything and (node.unexplained > 0 or expected[c] > 0)]
+    if not able and node.other is not None:
+        # a side's share was read from one order: what its children cannot hold is the other side's
+        node.other.unexplained += node.unexplained
+        node.unexplained, node.other.other, node.other = 0, None, None
+        return []
+    able = able or node.left
+    return able[: min(CUT_BATCH, abs(node.unexplained), max(1, len(node.left) - int(node.exact)))]
+
+
+def _nodes(
+    poll: _Poll, state: str | None, cut: tuple[Part, int, int, list[Part], bool], expected: Mapping[Part, int]
+) -> list[_Cut]:
+    """The children of one cut part to count, the likeliest first (see ``_likely``): one node, or two when the
+    order halfway down said exactly how much of the difference lies in the newer children (each side is then
+    looked into until its own share is explained)."""
+    part, n, diff, kids, whole = cut
+    likely, above = _likely(poll, state, part, n - diff, diff, kids)
+    if above is not None:
+        newer, older = (
+            _Cut(n, share, sorted((c for c in kids if likely[c] == side), key=lambda c: -expected[c]), False)
+            for side, share in ((0, above), (1, diff - above))
+        )
+        newer.other, older.other = older, newer
+        return [newer, older]
+    # the children's counts add up to the part's only when no count is a substring search's, and the children
+    # are the part's own (not a lone child's)
+    exact = whole and not poll.substring(part) and not any(poll.substring(c) for c in kids)
+    return [_Cut(n, diff, sorted(kids, key=lambda c: (likely.get(c, 2), -expected[c])), exact)]
+
+
+def _hint_rows(
+    poll: _Poll, state: str | None, children: Sequence[Part], expected: Mapping[Part, int]
+) -> Generator[list[Ask], list[Answer], None]:
+    """The stored rows of the children that may be cut next, when the server lists newest first: they are counted
+    at an order halfway down (``_count_ask``), and their rows tell where a difference lies (``_likely``)."""
+    k = poll.k
+    if k.jump is None or poll.caps.get("sort") is not True:
+        return
+    hinted = [c for c in children if HEAD_PAGES * k.page_size < expected[c] <= HINT_MAX]
+    rows = (yield [LocalRows(state, c) for c in hinted]) if hinted else []
+    for child, found in zip(hinted, rows, strict=True):
+        assert isinstance(found, Mapping)
+        poll.rows[state, child] = found
+
+
+def _counted(poll: _Poll, state: str | None, part: Part, answer: Answer) -> bool:
+    """Record the count of ``part`` (and the first page or the order halfway down that came with it); False when
+    the answer is no usable count."""
+    n = poll.count(answer, state)
+    if n is None:
+        return False
+    assert isinstance(answer, Page)
+    poll.counted[state, part] = n
+    if answer.size > 1:
+        poll.heads[state, part] = answer
+    elif answer.orders and (state, part) in poll.offsets:
+        poll.hints[state, part] = answer.orders[0]
+    return True
+
+
+def _count_ask(poll: _Poll, state: str | None, part: Part, expected: int) -> List:
+    """The request that counts ``part``: a part small enough to be listed whole if it differs is counted with its
+    first page (the count is then its listing); a larger one, with its order halfway down (where the difference
+    lies: see ``_likely``)."""
+    k = poll.k
+    if expected <= HEAD_PAGES * k.page_size:
+        return List(state, part, k.first_cursor, k.page_size)
+    rows = poll.rows.get((state, part))
+    if rows is None or k.jump is None:
+        return List(state, part, k.first_cursor, 1)
+    orders = _current(poll, state, part, rows)
+    offset = _halfway(poll, part, orders)
+    poll.offsets[state, part] = (offset, orders[offset][1] if offset < len(orders) else None)
+    return List(state, part, k.jump(offset), 1)
+
+
+def _halfway(poll: _Poll, part: Part, orders: Sequence[tuple[str, str | None]]) -> int:
+    """Where to ask for ``part``'s order: at the start of the child (as ``part`` will be cut) nearest halfway down
+    its ``orders`` (creation time and partition value, newest first), so that the order found there tells the
+    newer children from the others; and at an order created alone in its instant, so that one order more or fewer
+    above it moves the order found there to another instant."""
+    times = [created for created, _ in orders]
+    half = len(orders) // 2
+    partition = poll.k.partition
+    kids = partition.split(part, sorted({v for _, v in orders if v is not None})) if partition is not None else []
+    which = [next((i for i, kid in enumerate(kids) if kid.contains(v)), -1) for _, v in orders]
+    starts = [m for m in range(1, len(orders)) if which[m] != which[m - 1]]
+    near = min(starts, key=lambda m: abs(m - half), default=half)
+    for at in range(max(1, near), min(len(times) - 1, near + 64)):
+        if times[at - 1] > times[at] > times[at + 1]:
+            return at
+    return near
+
+
+def _current(poll: _Poll, state: str | None, part: Part, rows: Mapping[str, Row]) -> list[tuple[str, str | None]]:
+    """The creation times and partition values, newest first, of the orders in ``state`` and ``part`` as the poll
+    knows them now: the stored ``rows`` with this poll's sightings applied."""
+    orders: list[tuple[str, str | None]] = []
+    for key in {*rows, *poll.v.seen}:
+        now = poll.current(key)
+        if now is False:
+            was = rows.get(key)
+            if was is None or (state is not None and state in poll.away.get(key, ())):
+                continue
+            now = was
+        if now is None or (state is not None and now.raw_state != state) or not part.contains(now.value):
+            continue
+        if now.created is not None:
+            orders.append((now.created, now.value))
+    orders.sort(reverse=True)
+    return orders
+
+
+def _likely(
+    poll: _Poll, state: str | None, part: Part, expected: int, diff: int, kids: Sequence[Part]
+) -> tuple[dict[Part, int], int | None]:
+    """The children of ``part`` most likely to hold its difference (0, then 1), from the order the server listed
+    at offset m of the part (newest first) when it was counted; empty when that says nothing. And when the order
+    is the newest of its child, alone in its instant, and the count has no strays: the net difference among the
+    children newer than it (0), m less the orders the snapshot has there. Only an order to count the children in,
+    never evidence: a server that lists otherwise costs requests, not events."""
+    order, asked, rows = poll.hints.get((state, part)), poll.offsets.get((state, part)), poll.rows.get((state, part))
+    if order is None or asked is None or rows is None:
+        return {}, None
+    m, boundary = asked
+    t, value = order.created, poll.value(order)
+    if t is None or value is None or not part.contains(value):
+        return {}, None
+    current = _current(poll, state, part, rows)
+    times = [created for created, _ in current]
+    newer = sum(1 for c in times if c > t)
+    same = sum(1 for c in times if c == t)
+    extra = max(0, expected - len(times))  # a substring search's orders outside the part, anywhere in the list
+    # the children newer than the one the order was asked in: with the order alone in its instant and no strays,
+    # m - newer is the net difference above it, and so among them (but for the few orders between it and them)
+    newer_kids = [kid for kid in kids if kid.lo is not None and boundary is not None and kid.lo > boundary]
+    if same == 1 and not extra and newer_kids and len(newer_kids) < len(kids):
+        return {kid: 0 if kid in newer_kids else 1 for kid in kids}, m - newer  # 0: the newer side
+    # with nothing changed above t, m lies in [newer, newer + same - 1 + extra]: one order fewer above t moves
+    # that window down by one, one more up by one; where the windows overlap the order at m cannot tell
+    if (newer > m and diff < 0) or (m > newer + same - 1 + extra and diff > 0):
+        above = True
+    elif (diff < 0 and m == newer + same - 1 + extra) or (diff > 0 and m == newer):
+        above = False
+    else:
+        return {}, None
+    likely: dict[Part, int] = {}
+    for kid in kids:
+        is_newer = kid.lo is not None and kid.lo > value
+        is_older = kid.hi is not None and kid.hi <= value
+        if above and is_newer:
+            likely[kid] = 0
+        elif above and not is_older:
+            likely[kid] = 1  # the order's own child: only its orders above the order, few, are above it
+        elif not above and not is_newer:
+            likely[kid] = 0
+    return likely, None
 
 
 def _compare(poll: _Poll, state: str | None, part: Part, count: int) -> Generator[list[Ask], list[Answer], None]:

@@ -3,7 +3,8 @@
 The server keeps orders as ``{key: (raw state, creation time)}`` and answers list pages newest first, with counts,
 filters by one state and by part (Ace-like creation-time ranges or Lsky-like trade-number searches), and a detail
 endpoint; switches make it behave like the servers that differ (a state filter it ignores, counts that lie, a
-detail endpoint that is missing or answers another order, a search that matches substrings). Pure: no HTTP.
+detail endpoint that is missing or answers another order, a search that matches substrings, a one-order page
+that ignores its offset). Pure: no HTTP.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class World:
     detail: Literal["ok", "none", "ignores_id"] = "ok"
     search: Literal["prefix", "substring"] = "substring"
     unsorted: bool = False
+    offsets: Literal["true", "ignored"] = "true"  # "ignored": a one-order page is the first, whatever its offset
     remote: int = 0
+    asked: list[Ask] = field(default_factory=list)  # the remote questions, in order
     caps: dict[str, bool | None] = field(default_factory=dict)
     open_states: tuple[str, ...] = OPEN
     settled_states: tuple[str, ...] = SETTLED
@@ -105,6 +108,7 @@ class World:
             partition=self.partition,
             caps=dict(self.caps),  # type: ignore[arg-type]
             full_pages=math.ceil(len(self.stored) / self.page_size) + 1,
+            jump=lambda offset: offset,
         )
 
     def recent(self) -> dict[str, int]:
@@ -147,8 +151,10 @@ class World:
         """What the server or the store answers."""
         if isinstance(ask, List):
             self.remote += 1
+            self.asked.append(ask)
             keys = self.listed(ask.state, ask.part)
-            page = keys[ask.cursor : ask.cursor + min(ask.size, self.page_size)]
+            start = 0 if ask.size == 1 and self.offsets == "ignored" else ask.cursor
+            page = keys[start : start + min(ask.size, self.page_size)]
             orders = tuple(self.order(k) for k in page)
             total = {"true": len(keys), "low": len(keys) // 3, "none": None}[self.counts]
             times = [self.server[k][1] for k in page]
@@ -162,6 +168,7 @@ class World:
             )
         if isinstance(ask, Detail):
             self.remote += 1
+            self.asked.append(ask)
             if self.detail == "none":
                 return None
             if self.detail == "ignores_id":
