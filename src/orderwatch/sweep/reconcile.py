@@ -7,6 +7,7 @@ the very first, whose failure fails the poll as a ``SourceError``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -79,7 +80,9 @@ class Executor:
                 return await fetch_detail(self.client, src, ask.key, self.tally, self.deadline)
             states = (ask.state,) if ask.state is not None else ()
             req = adapter.list_request(src, ask.cursor, page_size=ask.size, states=states, part=ask.part)
-            return await fetch_page(self.client, src, req, self.tally, self.deadline)
+            page = await fetch_page(self.client, src, req, self.tally, self.deadline)
+            # the plan keeps what it is answered until the poll ends: each order in an exact-size buffer
+            return dataclasses.replace(page, orders=tuple(order.compact() for order in page.orders))
         except SourceError as exc:
             if fail_poll:
                 raise
