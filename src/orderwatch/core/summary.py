@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from orderwatch.core import render
 from orderwatch.core.model import Event
 from orderwatch.core.printable import printable
 from orderwatch.core.schedule import Schedule
+
+if TYPE_CHECKING:
+    from orderwatch.core import render
 
 DEFAULT_TITLE: Final = "[orderwatch] {{ summary.name }}: {{ summary.label | lower }} ({{ summary.period }})"
 DEFAULT_BODY: Final = "{% for s in summary.sources %}{{ summary.label }} on {{ s.name }}: {{ s.text }}\n{% endfor %}"
@@ -122,6 +124,8 @@ def context(name: str, period: str, label: str, start: str, end: str, found: Seq
 def render_summary(summary: Mapping[str, Any], *, title: str | None, body: str | None) -> render.Notice:
     """The notice of a summary: the user's templates (each falling back to the default on failure), else the
     defaults."""
+    from orderwatch.core import render  # Jinja2 costs ~30 ms to import: only what sends a summary pays it
+
     return render.render_context(
         {"summary": summary},
         title=title or DEFAULT_TITLE,
