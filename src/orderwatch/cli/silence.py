@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from orderwatch.cli import base
 from orderwatch.cli.options import global_options
 from orderwatch.cli.output import FORMATS, say
 
@@ -19,14 +20,6 @@ if TYPE_CHECKING:
     from orderwatch.config import Config
     from orderwatch.core.model import Event
     from orderwatch.store import OutboxRow, SilenceRow, Store
-
-
-def _main() -> Any:
-    """The CLI's shared helpers, the module ``orderwatch.cli.main`` (imported when a command runs: it imports this
-    module, and ``orderwatch.cli`` names its group ``main``)."""
-    import importlib
-
-    return importlib.import_module("orderwatch.cli.main")
 
 
 @click.group()
@@ -48,8 +41,7 @@ def add(ctx: click.Context, source: str, order_id: str | None, rule: str | None,
     from orderwatch import clock
     from orderwatch.core.durations import parse_duration
 
-    main = _main()
-    conf: Config = main._load(ctx, logs=False)
+    conf: Config = base._load(ctx, logs=False)
     try:
         seconds = parse_duration(duration)
     except ValueError:
@@ -57,13 +49,13 @@ def add(ctx: click.Context, source: str, order_id: str | None, rule: str | None,
     if seconds <= 0:
         raise click.BadParameter(f"must be longer than 0s, got {duration!r}", param_hint="'--for'")
     if source not in conf.sources:
-        main._fail(f"unknown source {source!r} (configured: {', '.join(conf.sources) or 'none'})", main.EXIT_USAGE)
+        base._fail(f"unknown source {source!r} (configured: {', '.join(conf.sources) or 'none'})", base.EXIT_USAGE)
     rules = [r.name for r in conf.rules]
     if rule is not None and rule not in rules and rule != "digest":
-        main._fail(f"unknown rule {rule!r} (configured: {', '.join(rules) or 'none'})", main.EXIT_USAGE)
+        base._fail(f"unknown rule {rule!r} (configured: {', '.join(rules) or 'none'})", base.EXIT_USAGE)
     now = clock.now()
     ends = clock.text(now + timedelta(seconds=seconds))
-    store: Store = main._open_store(ctx, conf, readonly=False)
+    store: Store = base._open_store(ctx, conf, readonly=False)
     try:
         new = store.add_silence(source, order_id=order_id, rule=rule, comment=comment, now=clock.text(now), ends=ends)
     finally:
@@ -88,11 +80,10 @@ def list_(ctx: click.Context, every: bool, fmt: str | None) -> None:
     """List silences in force (with --all: every one)."""
     from orderwatch import clock
 
-    main = _main()
     now = clock.now_text()
-    found: list[SilenceRow] = main._query(ctx, lambda store: store.silences())
+    found: list[SilenceRow] = base._query(ctx, lambda store: store.silences())
     shown = [s for s in found if every or s.active(now)]
-    main._emit(
+    base._emit(
         fmt,
         f"{len(shown)} silences",
         ("id", "state", "source", "order", "rule", "until", "comment"),
@@ -133,18 +124,17 @@ def expire(ctx: click.Context, silence_id: str) -> None:
     """End silence ID now (``3`` or ``#3``)."""
     from orderwatch import clock
 
-    main = _main()
     text = silence_id.removeprefix("#")
     if not text.isdigit():
         raise click.BadParameter(f"expected a silence id like 3, got {silence_id!r}", param_hint="'ID'")
-    conf = main._load(ctx, logs=False)
-    store: Store = main._open_store(ctx, conf, readonly=False)
+    conf = base._load(ctx, logs=False)
+    store: Store = base._open_store(ctx, conf, readonly=False)
     try:
         done = store.expire_silence(int(text), now=clock.now_text())
     finally:
         store.close()
     if not done:
-        main._fail(f"no silence #{text} in force (see orderwatch silence list --all)")
+        base._fail(f"no silence #{text} in force (see orderwatch silence list --all)")
     say(f"silence #{text} expired")
 
 
