@@ -368,3 +368,20 @@ async def test_faulty_answers_are_retried_and_never_make_a_false_event(tmp_path:
         assert final.ok, final.error
         stored = {row.key: row.raw_state for row in poller.store.orders("api")}
     assert stored == {key: sim.state_of(key) for key in sim.order_keys()}
+
+
+async def test_an_order_the_list_leaves_out_but_its_detail_still_has_is_not_vanished(tmp_path: Path) -> None:
+    """WooCommerce listed with status=any (which leaves trash out): a trashed order is missing from the sweep, its
+    detail still answers it, so the poll reports it moved to trash (from the detail), never vanished."""
+    sim = ShopSimulator("woocommerce", seed=3)
+    keys = sim.create(6)
+    with SimServer(sim) as server:
+        keys_toml = {**preset_keys("woocommerce", sim, server.url), "params": {"status": "any"}}
+        conf = write_config(tmp_path, "shop", keys_toml)
+        src = conf.sources["shop"]
+        async with polling(conf) as poller:
+            assert (await poller.poll(src)).baseline
+            sim.act(keys[0], "trash")
+            result = await poller.poll(src)
+            assert result.outcome is Outcome.OK, result.error
+            assert [(e.order_id, e.kind, e.raw_to) for e in result.events] == [(keys[0], "transition", "trash")]
