@@ -24,7 +24,9 @@ from orderwatch.store import Store
 from orderwatch.sweep import Poller, PollResult, clients
 from tests.conftest import ACE_TOKEN, LSKY_TOKEN, config_text, run_cli
 from tests.receivers import WebhookReceiver
-from tests.test_daemon import Daemon, daemon_config, stored_events
+from tests.test_daemon import Daemon, daemon_config, hook, start, stored_events
+
+__all__ = ["hook", "start"]  # the fixtures of the daemon's tests, used here too
 
 KIND = {"ace": "acedata", "lsky": "lsky"}
 TOKEN = {"ace": ACE_TOKEN, "lsky": LSKY_TOKEN}
@@ -334,30 +336,6 @@ async def test_what_a_poll_could_not_settle_is_settled_first_by_the_next_process
     assert again.mode == "full" and again.ok, again.error
     assert seen(again.events) == {(key, "transition", "Finished", "Refunded")} - seen(broken.events)
     assert cleared is not None and cleared.full_due is None
-
-
-@pytest.fixture
-def hook() -> Iterator[WebhookReceiver]:
-    """A json:// webhook receiver on loopback."""
-    with WebhookReceiver(path="/hooks/orderwatch") as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[[Path], Daemon]]:
-    """Starts daemons; any still running at the end of the test is killed."""
-    started: list[Daemon] = []
-
-    def launch(config: Path) -> Daemon:
-        started.append(Daemon(config))
-        return started[-1]
-
-    yield launch
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.kill()
-        if daemon.proc.stderr is not None:
-            daemon.proc.stderr.close()
 
 
 def test_the_daemon_reports_every_change_at_its_next_poll(

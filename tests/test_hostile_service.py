@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -36,7 +36,19 @@ from orderwatch.service.metrics import MAX_CONNECTIONS, Metrics, address, bind, 
 from orderwatch.simulator import SimServer, Simulator
 from tests.conftest import run_cli
 from tests.receivers import WebhookReceiver
-from tests.test_daemon import TIMEOUT, Daemon, daemon_config, free_port, labelled, scraped_samples, wait_until
+from tests.test_daemon import (
+    TIMEOUT,
+    Daemon,
+    daemon_config,
+    free_port,
+    hook,
+    labelled,
+    scraped_samples,
+    start,
+    wait_until,
+)
+
+__all__ = ["hook", "start"]  # the fixtures of the daemon's tests, used here too
 
 # ---- a tiny orders API ------------------------------------------------------------------------------------------
 
@@ -245,31 +257,6 @@ def longest_gap(times: list[float], since: float, until: float) -> float:
 
 
 # ---- fixtures ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., Daemon]]:
-    """Starts daemons; any still running at the end of the test is killed."""
-    started: list[Daemon] = []
-
-    def launch(config: Path, env: dict[str, str] | None = None, *, nofile: int | None = None) -> Daemon:
-        daemon = Daemon(config, env, nofile=nofile)
-        started.append(daemon)
-        return daemon
-
-    yield launch
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.kill()
-        if daemon.proc.stderr is not None:
-            daemon.proc.stderr.close()
-
-
-@pytest.fixture
-def hook() -> Iterator[WebhookReceiver]:
-    """A json:// webhook receiver on loopback."""
-    with WebhookReceiver(path="/hooks/orderwatch") as receiver:
-        yield receiver
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
