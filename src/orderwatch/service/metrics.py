@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -98,53 +98,51 @@ class Metrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The metric families, for the registry."""
-        polls = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "orderwatch_polls",
             "Polls by source and outcome (ok, partial, failed, auth_failed).",
-            labels=("source", "outcome"),
+            ("source", "outcome"),
+            self.polls.items(),
         )
-        for (source, outcome), n in sorted(self.polls.items()):
-            polls.add_metric((source, outcome), n)
-        yield polls
-        events = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "orderwatch_events",
             f'Events recorded, by source, kind and transition (a state that is not canonical is "{OTHER_STATE}").',
-            labels=("source", "kind", "from_state", "to_state"),
+            ("source", "kind", "from_state", "to_state"),
+            self.events.items(),
         )
-        for labels, n in sorted(self.events.items()):
-            events.add_metric(labels, n)
-        yield events
-        deliveries = CounterMetricFamily(
-            "orderwatch_deliveries", "Outbox rows handled, by outcome (sent, retrying, failed).", labels=("outcome",)
+        yield _family(
+            CounterMetricFamily,
+            "orderwatch_deliveries",
+            "Outbox rows handled, by outcome (sent, retrying, failed).",
+            ("outcome",),
+            (((outcome,), n) for outcome, n in self.deliveries.items()),
         )
-        for outcome, n in sorted(self.deliveries.items()):
-            deliveries.add_metric((outcome,), n)
-        yield deliveries
         yield GaugeMetricFamily(
             "orderwatch_outbox_pending", "Notifications waiting to be delivered.", value=self.outbox_depth
         )
-        last = GaugeMetricFamily(
+        yield _family(
+            GaugeMetricFamily,
             "orderwatch_last_success_timestamp_seconds",
             "Unix time of the last successful poll, by source.",
-            labels=("source",),
+            ("source",),
+            (((source,), when) for source, when in self.last_success.items()),
         )
-        for source, when in sorted(self.last_success.items()):
-            last.add_metric((source,), when)
-        yield last
-        duration = GaugeMetricFamily(
-            "orderwatch_poll_duration_seconds", "Duration of the last poll, by source.", labels=("source",)
+        yield _family(
+            GaugeMetricFamily,
+            "orderwatch_poll_duration_seconds",
+            "Duration of the last poll, by source.",
+            ("source",),
+            (((source,), seconds) for source, seconds in self.poll_duration.items()),
         )
-        for source, seconds in sorted(self.poll_duration.items()):
-            duration.add_metric((source,), seconds)
-        yield duration
-        accept = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "orderwatch_metrics_accept_errors",
             "accept() calls of this metrics server that failed for want of file descriptors or memory, by errno.",
-            labels=("error",),
+            ("error",),
+            (((error,), n) for error, n in self.accept_errors.items()),
         )
-        for error, n in sorted(self.accept_errors.items()):
-            accept.add_metric((error,), n)
-        yield accept
 
     def render(self) -> str:
         """The metrics in the Prometheus text format."""
@@ -227,3 +225,17 @@ def _response(metrics: Metrics, request: bytes) -> bytes:
         status, body, ctype = "404 Not Found", b"not found: try /metrics\n", "text/plain; charset=utf-8"
     head = f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     return head.encode() + (b"" if method == b"HEAD" else body)
+
+
+def _family(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    labels: tuple[str, ...],
+    samples: Iterable[tuple[tuple[str, ...], float]],
+) -> Metric:
+    """One metric family with a sample per label tuple, in label order."""
+    family = kind(name, documentation, labels=labels)
+    for values, value in sorted(samples):
+        family.add_metric(values, value)
+    return family
