@@ -328,13 +328,15 @@ class _Poll:
     def listing(
         self, state: str | None, part: Part | None, *, stop: Callable[[Page], bool] | None = None
     ) -> Generator[list[Ask], list[Answer], tuple[list[Order], int | None, str | None]]:
-        """Every order of one filtered list (or down to ``stop``): (orders, the total the server gave, why the
-        listing is incomplete or None). Checks every order against the filter."""
+        """Every order of one filtered list (or down to ``stop``): (orders, the total the server gave — None when
+        its pages gave different totals, as when an order left or joined the list while it was paged, which can
+        pull a row past a page unseen —, why the listing is incomplete or None). Checks every order against the
+        filter."""
         k = self.k
         size = k.page_size
         cursor = k.first_cursor
         orders: list[Order] = []
-        total: int | None = None
+        totals: set[int] = set()
         first = yield from self.first_page(state, part, stop is None)
         if isinstance(first, Failed):
             return orders, None, first.reason
@@ -356,10 +358,11 @@ class _Poll:
             if bad is not None:
                 return [], None, bad
             orders.extend(page.orders)
-            total = page.total if page.total is not None else total
+            if page.total is not None:
+                totals.add(page.total)
             nxt = k.next_cursor(c, page)
             if nxt is None or k.says_last(c, page) or (stop is not None and stop(page)):
-                return orders, total, None
+                return orders, _steady(totals), None
             if i + 1 < len(pages) and pages[i + 1][0] != nxt:
                 pages = pages[: i + 1]  # a page ended elsewhere than planned: go on from where it really ended
                 break
@@ -367,12 +370,12 @@ class _Poll:
         count = len(pages)
         while nxt is not None:
             if count >= k.max_pages:
-                return orders, total, f"a listing stopped after max_pages ({k.max_pages}) pages"
+                return orders, _steady(totals), f"a listing stopped after max_pages ({k.max_pages}) pages"
             asks = [List(state, part, nxt, size)]
             self.remote(asks)
             (answer,) = yield asks
             if isinstance(answer, Failed):
-                return orders, total, answer.reason
+                return orders, _steady(totals), answer.reason
             assert isinstance(answer, Page)
             page = answer
             count += 1
@@ -380,11 +383,12 @@ class _Poll:
             if bad is not None:
                 return [], None, bad
             orders.extend(page.orders)
-            total = page.total if page.total is not None else total
+            if page.total is not None:
+                totals.add(page.total)
             if k.says_last(nxt, page) or (stop is not None and stop(page)):
                 break
             nxt = k.next_cursor(nxt, page)
-        return orders, total, None
+        return orders, _steady(totals), None
 
     def first_page(
         self, state: str | None, part: Part | None, whole: bool
@@ -494,6 +498,11 @@ def incremental(known: Knowledge) -> Plan:
     # 3. reconcile every settled state and the total, locating what differs
     yield from _reconcile(poll, counts, total)
     return v
+
+
+def _steady(totals: set[int]) -> int | None:
+    """The one total a listing's pages gave, or None when they gave none or moved."""
+    return next(iter(totals)) if len(totals) == 1 else None
 
 
 def _counts(poll: _Poll) -> Generator[list[Ask], list[Answer], tuple[Page, dict[str, int], int] | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 from hypothesis import given, settings
@@ -336,3 +337,30 @@ def test_whatever_changed_a_complete_verdict_is_the_truth(
     assert not (verdict.gone & truth.keys())
     if verdict.complete:
         assert world.applied(verdict) == truth
+
+
+def delete_the_newest_once(drifted: list[str], world: World, ask: List) -> None:
+    """Before the first later page of a part's list in every state: delete the part's newest order (listed on its
+    first page), which pulls the order after that page up past it, unseen."""
+    if drifted or ask.state is not None or ask.part is None or ask.cursor == 0:
+        return
+    keys = world.listed(None, ask.part)
+    if len(keys) > ask.cursor:
+        drifted.append(keys[0])
+        del world.server[keys[0]]
+
+
+def test_a_part_whose_count_moved_while_it_was_paged_proves_nothing_gone() -> None:
+    """An order deleted from a part's first page while its second is asked pulls a row up unseen: the part's
+    totals moved, so the listing is no proof of absence and no order still on the server is called gone."""
+    for seed in range(3):
+        world, _, _ = refunds_and_deletions(seed)
+        world.detail, world.page_size = "none", 5
+        drifted: list[str] = []
+        world.before_list = functools.partial(delete_the_newest_once, drifted)
+        verdict = world.run(incremental(world.knowledge()))
+        assert drifted, f"seed {seed}: no part was listed over two pages, so nothing drifted"
+        (deleted,) = drifted
+        assert not verdict.gone & set(world.server), (seed, sorted(verdict.gone & set(world.server)))
+        if verdict.complete:  # the deleted order was seen on the first page, before it went
+            assert {**world.truth(), deleted: verdict.seen[deleted].raw_state} == world.applied(verdict), seed

@@ -4,7 +4,7 @@ The server keeps orders as ``{key: (raw state, creation time)}`` and answers lis
 filters by one state and by part (Ace-like creation-time ranges or Lsky-like trade-number searches), and a detail
 endpoint; switches make it behave like the servers that differ (a state filter it ignores, counts that lie, a
 detail endpoint that is missing or answers another order, a search that matches substrings, a one-order page
-that ignores its offset). Pure: no HTTP.
+that ignores its offset, orders that change while a list is paged). Pure: no HTTP.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -69,6 +69,7 @@ class World:
     caps: dict[str, bool | None] = field(default_factory=dict)
     open_states: tuple[str, ...] = OPEN
     settled_states: tuple[str, ...] = SETTLED
+    before_list: Callable[[World, List], None] | None = None  # changes the server just before a page is answered
 
     # -- building ------------------------------------------------------------------------------------------------
 
@@ -152,6 +153,8 @@ class World:
         if isinstance(ask, List):
             self.remote += 1
             self.asked.append(ask)
+            if self.before_list is not None:
+                self.before_list(self, ask)
             keys = self.listed(ask.state, ask.part)
             start = 0 if ask.size == 1 and self.offsets == "ignored" else ask.cursor
             page = keys[start : start + min(ask.size, self.page_size)]
