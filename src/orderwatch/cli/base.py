@@ -23,12 +23,13 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Say ``message`` on stderr and exit with ``code``."""
     say(f"orderwatch: {message}", err=True)
     sys.exit(code)
 
 
-def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Config:
+def load_config(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Config:
     """The configuration named by ``--config`` (or found in the usual places); exit 2 with every problem if bad.
 
     ``deep`` also has apprise parse every channel URL and Jinja2 compile every template (commands that notify;
@@ -76,11 +77,12 @@ def _load(ctx: click.Context, *, deep: bool = False, logs: bool = True) -> Confi
     return conf
 
 
-def _database(ctx: click.Context, conf: Config) -> str:
+def database_path(ctx: click.Context, conf: Config) -> str:
+    """The database file: ``--database``, else the config's."""
     return str(given(ctx, "database") or conf.database)
 
 
-def _private_folders(database: str) -> None:
+def private_folders(database: str) -> None:
     """Create the missing folders above ``database`` owner-only (0700) whatever the umask: they will hold it."""
     from pathlib import Path
 
@@ -97,33 +99,35 @@ def _private_folders(database: str) -> None:
             return  # Store.open meets the same problem and reports it, naming the database
 
 
-def _open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
+def open_store(ctx: click.Context, conf: Config, *, readonly: bool) -> Store:
+    """The store, opened for reading or writing; a database it cannot open is one line and exit 1 (2 when it
+    is newer than this orderwatch)."""
     from orderwatch.store import Store
 
-    database = _database(ctx, conf)
+    database = database_path(ctx, conf)
     if not readonly:
-        _private_folders(database)
+        private_folders(database)
     try:
         return Store.open(database, readonly=readonly)
     except SchemaTooNew as exc:
-        _fail(str(exc), EXIT_USAGE)  # not a failure to retry: this orderwatch is older than the database
+        fail(str(exc), EXIT_USAGE)  # not a failure to retry: this orderwatch is older than the database
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
-def _query(ctx: click.Context, query: Callable[[Store], T]) -> T:
+def read_store(ctx: click.Context, query: Callable[[Store], T]) -> T:
     """Run ``query`` against the database opened read-only; a store problem is one line and exit 1."""
-    conf = _load(ctx, logs=False)
-    store = _open_store(ctx, conf, readonly=True)
+    conf = load_config(ctx, logs=False)
+    store = open_store(ctx, conf, readonly=True)
     try:
         return query(store)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
 
 
-def _emit(
+def emit_rows(
     fmt: str | None,
     title: str,
     columns: Sequence[str],
@@ -133,33 +137,35 @@ def _emit(
     """Print rows as a table (``cells``) or as JSON / NDJSON (``dicts``)."""
     from orderwatch.cli.output import print_json_array, print_ndjson, print_table
 
-    chosen = _format(fmt)
+    chosen = output_format(fmt)
     if chosen == "table":
         print_table(title, columns, cells, sys.stdout)
     else:
         (print_json_array if chosen == "json" else print_ndjson)(dicts, sys.stdout)
 
 
-def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main`` in an event loop (asyncio) and return its result."""
     import anyio
 
     return anyio.run(main, backend="asyncio")
 
 
-def _format(fmt: str | None) -> Format:
+def output_format(fmt: str | None) -> Format:
     """The chosen output format, defaulting by whether stdout is a terminal."""
     from orderwatch.cli.output import default_format
 
     return default_format() if fmt is None else fmt  # type: ignore[return-value]
 
 
-def _check_sources(conf: Config, names: tuple[str, ...]) -> None:
+def known_sources(conf: Config, names: tuple[str, ...]) -> None:
+    """Exit 2 naming the first of ``names`` that is not a configured source."""
     unknown = [n for n in names if n not in conf.sources]
     if unknown:
-        _fail(f"unknown source {unknown[0]!r} (configured: {', '.join(conf.sources) or 'none'})", EXIT_USAGE)
+        fail(f"unknown source {unknown[0]!r} (configured: {', '.join(conf.sources) or 'none'})", EXIT_USAGE)
 
 
-def _iso_since(value: str) -> str:
+def iso_since(value: str) -> str:
     """``--since``: a duration back from now ("24h") or an ISO 8601 time, as the stored timestamp format."""
     from datetime import timedelta
 

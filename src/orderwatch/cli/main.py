@@ -16,17 +16,17 @@ from orderwatch import __version__
 from orderwatch.cli.base import (
     EXIT_FAILED,
     EXIT_USAGE,
-    _check_sources,
-    _database,
-    _emit,
-    _fail,
-    _format,
-    _iso_since,
-    _load,
-    _open_store,
-    _query,
-    _run,
+    database_path,
+    emit_rows,
+    fail,
     format_option,
+    iso_since,
+    known_sources,
+    load_config,
+    open_store,
+    output_format,
+    read_store,
+    run_async,
 )
 from orderwatch.cli.options import given, global_options
 from orderwatch.cli.output import say
@@ -55,7 +55,7 @@ def _check_clock() -> None:
     try:
         clock.now()
     except clock.ClockError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
 
 
 @main.command()
@@ -77,17 +77,17 @@ def poll(
     from orderwatch.cli import commands as app
     from orderwatch.cli.output import print_events
 
-    conf = _load(ctx, deep=True)
-    _check_sources(conf, sources)
-    store = _open_store(ctx, conf, readonly=False) if not dry_run else app.dry_run_store(_database(ctx, conf))
+    conf = load_config(ctx, deep=True)
+    known_sources(conf, sources)
+    store = open_store(ctx, conf, readonly=False) if not dry_run else app.dry_run_store(database_path(ctx, conf))
     try:
-        results, delivery_failed = _run(
+        results, delivery_failed = run_async(
             lambda: app.poll_once(conf, store, sources, dry_run=dry_run, notify=not (dry_run or no_notify), full=full)
         )
     finally:
         store.close()
     events = [e for r in results for e in r.events]
-    print_events(events, _format(fmt), sys.stdout)
+    print_events(events, output_format(fmt), sys.stdout)
     for r in results:
         if r.error:
             say(f"orderwatch: {r.source}: {r.error}", err=True)
@@ -124,13 +124,13 @@ def changes(
     from orderwatch.cli.silence import silenced_of
     from orderwatch.store import EventFilter
 
-    conf = _load(ctx, logs=follow)
-    chosen = _format(fmt)
+    conf = load_config(ctx, logs=follow)
+    chosen = output_format(fmt)
     if follow and chosen == "json":
-        _fail("--follow prints a stream: use --format ndjson or table", EXIT_USAGE)
-    store = _open_store(ctx, conf, readonly=True)
+        fail("--follow prints a stream: use --format ndjson or table", EXIT_USAGE)
+    store = open_store(ctx, conf, readonly=True)
     flt = EventFilter(
-        since=_iso_since(since) if since else None,
+        since=iso_since(since) if since else None,
         source=source,
         order_id=order_id,
         state=state,
@@ -153,7 +153,7 @@ def changes(
                 lambda evs: print_events(evs, chosen, sys.stdout, silenced=silenced_of(store, evs)),
             )
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
 
@@ -175,8 +175,8 @@ def orders(ctx: click.Context, source: str | None, state: str | None, fmt: str |
     """Print the current snapshot of orders."""
     import orjson
 
-    rows = _query(ctx, lambda store: store.orders(source, state))
-    _emit(
+    rows = read_store(ctx, lambda store: store.orders(source, state))
+    emit_rows(
         fmt,
         f"{len(rows)} orders",
         ("source", "order", "state", "raw state", "first seen", "changed"),
@@ -205,18 +205,18 @@ def check(ctx: click.Context, connect: bool, notify: bool) -> None:
     """Validate the configuration; optionally try every source and channel."""
     from orderwatch.cli import commands as app
 
-    conf = _load(ctx, deep=True)
+    conf = load_config(ctx, deep=True)
     say(
         f"config OK: {conf.path} — {len(conf.sources)} source(s), {len(conf.channels)} channel(s), "
-        f"{len(conf.rules)} rule(s); database {_database(ctx, conf)}"
+        f"{len(conf.rules)} rule(s); database {database_path(ctx, conf)}"
     )
     ok = True
     if connect:
-        for line, good in _run(lambda: app.check_sources(conf)):
+        for line, good in run_async(lambda: app.check_sources(conf)):
             say(line)
             ok &= good
     if notify:
-        for line, good in _run(lambda: app.check_channels(conf)):
+        for line, good in run_async(lambda: app.check_channels(conf)):
             say(line)
             ok &= good
     if not ok:
@@ -255,7 +255,7 @@ def run_cmd(ctx: click.Context) -> None:
     from orderwatch.service.daemon import run_daemon
 
     hangup.install()  # before the config is read: a SIGHUP while starting must not end the process
-    conf = _load(ctx, deep=True)
+    conf = load_config(ctx, deep=True)
     sys.exit(run_daemon(conf, config_path=given(ctx, "config"), database=given(ctx, "database")))
 
 
@@ -267,10 +267,10 @@ def status(ctx: click.Context, fmt: str | None) -> None:
     """Show each source's last success, last error and next poll, and the outbox depth."""
     from orderwatch.cli.status import source_status
 
-    conf = _load(ctx)
-    rows, depth = _query(ctx, lambda store: source_status(conf, store))
+    conf = load_config(ctx)
+    rows, depth = read_store(ctx, lambda store: source_status(conf, store))
     columns = ("source", "last success", "last error", "failures", "next poll", "orders")
-    _emit(
+    emit_rows(
         fmt,
         f"outbox: {depth} pending",
         columns,
@@ -297,11 +297,11 @@ def outbox(ctx: click.Context, status_: str | None, limit: int | None, fmt: str 
     from orderwatch import clock
     from orderwatch.cli.silence import waiting_reason
 
-    conf = _load(ctx, logs=False)
-    rows, holds = _query(ctx, lambda store: _with_holds(store, store.outbox(status_, limit)))
+    conf = load_config(ctx, logs=False)
+    rows, holds = read_store(ctx, lambda store: _with_holds(store, store.outbox(status_, limit)))
     now = clock.now_text()
     why = {r.id: waiting_reason(r, holds.get(r.id, (None, None)), conf, now) for r in rows}
-    _emit(
+    emit_rows(
         fmt,
         f"{len(rows)} notifications",
         ("id", "status", "channel", "rule", "events", "attempts", "next attempt", "why", "last error"),
@@ -355,15 +355,15 @@ def retry(ctx: click.Context, ids: tuple[int, ...]) -> None:
     """Re-queue failed notifications (or the given IDS) to be delivered now."""
     from orderwatch import clock
 
-    conf = _load(ctx)
-    store = _open_store(ctx, conf, readonly=False)
+    conf = load_config(ctx)
+    store = open_store(ctx, conf, readonly=False)
     try:
         count = store.requeue(ids, now=clock.now_text())
     finally:
         store.close()
     say(f"re-queued {count} notification(s)")
     if ids and count < len(ids):
-        _fail(f"{len(ids) - count} of the given ids are unknown or already sent")
+        fail(f"{len(ids) - count} of the given ids are unknown or already sent")
 
 
 main.add_command(silence)
@@ -374,7 +374,7 @@ def run() -> None:
     try:
         main(standalone_mode=True)
     except OrderwatchError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,7 +41,7 @@ def add(ctx: click.Context, source: str, order_id: str | None, rule: str | None,
     from orderwatch import clock
     from orderwatch.core.durations import parse_duration
 
-    conf: Config = base._load(ctx, logs=False)
+    conf: Config = base.load_config(ctx, logs=False)
     try:
         seconds = parse_duration(duration)
     except ValueError:
@@ -49,13 +49,13 @@ def add(ctx: click.Context, source: str, order_id: str | None, rule: str | None,
     if seconds <= 0:
         raise click.BadParameter(f"must be longer than 0s, got {duration!r}", param_hint="'--for'")
     if source not in conf.sources:
-        base._fail(f"unknown source {source!r} (configured: {', '.join(conf.sources) or 'none'})", base.EXIT_USAGE)
+        base.fail(f"unknown source {source!r} (configured: {', '.join(conf.sources) or 'none'})", base.EXIT_USAGE)
     rules = [r.name for r in conf.rules]
     if rule is not None and rule not in rules and rule != "digest":
-        base._fail(f"unknown rule {rule!r} (configured: {', '.join(rules) or 'none'})", base.EXIT_USAGE)
+        base.fail(f"unknown rule {rule!r} (configured: {', '.join(rules) or 'none'})", base.EXIT_USAGE)
     now = clock.now()
     ends = clock.text(now + timedelta(seconds=seconds))
-    store: Store = base._open_store(ctx, conf, readonly=False)
+    store: Store = base.open_store(ctx, conf, readonly=False)
     try:
         new = store.add_silence(source, order_id=order_id, rule=rule, comment=comment, now=clock.text(now), ends=ends)
     finally:
@@ -81,9 +81,9 @@ def list_(ctx: click.Context, every: bool, fmt: str | None) -> None:
     from orderwatch import clock
 
     now = clock.now_text()
-    found: list[SilenceRow] = base._query(ctx, lambda store: store.silences())
+    found: list[SilenceRow] = base.read_store(ctx, lambda store: store.silences())
     shown = [s for s in found if every or s.active(now)]
-    base._emit(
+    base.emit_rows(
         fmt,
         f"{len(shown)} silences",
         ("id", "state", "source", "order", "rule", "until", "comment"),
@@ -127,14 +127,14 @@ def expire(ctx: click.Context, silence_id: str) -> None:
     text = silence_id.removeprefix("#")
     if not text.isdigit():
         raise click.BadParameter(f"expected a silence id like 3, got {silence_id!r}", param_hint="'ID'")
-    conf = base._load(ctx, logs=False)
-    store: Store = base._open_store(ctx, conf, readonly=False)
+    conf = base.load_config(ctx, logs=False)
+    store: Store = base.open_store(ctx, conf, readonly=False)
     try:
         done = store.expire_silence(int(text), now=clock.now_text())
     finally:
         store.close()
     if not done:
-        base._fail(f"no silence #{text} in force (see orderwatch silence list --all)")
+        base.fail(f"no silence #{text} in force (see orderwatch silence list --all)")
     say(f"silence #{text} expired")
 
 
