@@ -47,8 +47,7 @@ from orderwatch.store import (
 from orderwatch.store.db import Database
 from orderwatch.store.kept import KeptIndex, Prints
 from orderwatch.store.record import Poll, record
-from orderwatch.store.rows import DeliveryLike, EventFilter, OrderRow, OutboxRow, SourceState
-from orderwatch.store.silences import SilenceRow
+from orderwatch.store.rows import DeliveryLike, EventFilter, OrderRow, OutboxRow, SilenceRow, SourceState
 from orderwatch.store.sweep import BulkRow, Sweep
 
 __all__ = ["DeliveryLike", "EventFilter", "OrderRow", "OutboxRow", "SilenceRow", "SourceState", "Store"]

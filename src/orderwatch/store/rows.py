@@ -96,12 +96,35 @@ class EventFilter:
     limit: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SilenceRow:
+    """One silence; ``expired_at`` is set when it was ended by hand."""
+
+    id: int
+    source: str
+    order_id: str | None
+    rule: str | None
+    comment: str
+    created_at: str
+    ends_at: str
+    expired_at: str | None
+
+    def active(self, now: str) -> bool:
+        """True while it silences (``now`` in the stored timestamp form)."""
+        return self.expired_at is None and now < self.ends_at
+
+    def ended_at(self) -> str:
+        """When it ended, or ends."""
+        return self.expired_at if self.expired_at is not None and self.expired_at < self.ends_at else self.ends_at
+
+
 SOURCE_COLUMNS: Final = (
     "name, baseline_at, last_poll_at, last_success_at, last_full_at, last_error, last_error_at, failures,"
     " failing_since, alerted, orders, last_requests, last_duration, next_poll_at, baseline_tries, full_due"
 )
 ORDER_COLUMNS: Final = "source, key, raw_state, state, first_seen, changed_at, raw"
 EVENT_COLUMNS: Final = "id, source, order_id, kind, from_state, to_state, raw_from, raw_to, detected_at, order_json"
+SILENCE_COLUMNS: Final = "id, source, order_id, rule, comment, created_at, ends_at, expired_at"
 OUTBOX_COLUMNS: Final = (
     "id, channel, rule, digest, event_ids, status, attempts, created_at, next_attempt_at, done_urls, last_error,"
     " sent_at, title, body"
@@ -177,4 +200,18 @@ def outbox_row(row: sqlite3.Row) -> OutboxRow:
         sent_at=row["sent_at"],
         title=row["title"],
         body=row["body"],
+    )
+
+
+def silence(row: sqlite3.Row) -> SilenceRow:
+    """A ``silences`` row (``SILENCE_COLUMNS``)."""
+    return SilenceRow(
+        id=row["id"],
+        source=row["source"],
+        order_id=row["order_id"],
+        rule=row["rule"],
+        comment=row["comment"],
+        created_at=row["created_at"],
+        ends_at=row["ends_at"],
+        expired_at=row["expired_at"],
     )

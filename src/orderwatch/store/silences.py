@@ -10,48 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import orjson
 
 from orderwatch.store.db import marks, named
-
-_COLUMNS = "id, source, order_id, rule, comment, created_at, ends_at, expired_at"
-
-
-@dataclass(frozen=True, slots=True)
-class SilenceRow:
-    """One silence; ``expired_at`` is set when it was ended by hand."""
-
-    id: int
-    source: str
-    order_id: str | None
-    rule: str | None
-    comment: str
-    created_at: str
-    ends_at: str
-    expired_at: str | None
-
-    def active(self, now: str) -> bool:
-        """True while it silences (``now`` in the stored timestamp form)."""
-        return self.expired_at is None and now < self.ends_at
-
-    def ended_at(self) -> str:
-        """When it ended, or ends."""
-        return self.expired_at if self.expired_at is not None and self.expired_at < self.ends_at else self.ends_at
-
-
-def _row(row: sqlite3.Row) -> SilenceRow:
-    return SilenceRow(
-        id=row["id"],
-        source=row["source"],
-        order_id=row["order_id"],
-        rule=row["rule"],
-        comment=row["comment"],
-        created_at=row["created_at"],
-        ends_at=row["ends_at"],
-        expired_at=row["expired_at"],
-    )
+from orderwatch.store.rows import SILENCE_COLUMNS, SilenceRow, silence
 
 
 def add(
@@ -69,13 +32,13 @@ def listing(conn: sqlite3.Connection) -> list[SilenceRow]:
     """Every silence, oldest first (none in a database not yet migrated to 0009_policies)."""
     if not _migrated(conn):
         return []
-    return [_row(r) for r in named(conn, f"SELECT {_COLUMNS} FROM silences ORDER BY id")]
+    return [silence(r) for r in named(conn, f"SELECT {SILENCE_COLUMNS} FROM silences ORDER BY id")]
 
 
 def active(conn: sqlite3.Connection, now: str) -> list[SilenceRow]:
     """The silences in force at ``now``."""
-    sql = f"SELECT {_COLUMNS} FROM silences WHERE expired_at IS NULL AND ends_at > ? ORDER BY id"
-    return [_row(r) for r in named(conn, sql, (now,))]
+    sql = f"SELECT {SILENCE_COLUMNS} FROM silences WHERE expired_at IS NULL AND ends_at > ? ORDER BY id"
+    return [silence(r) for r in named(conn, sql, (now,))]
 
 
 def expire(conn: sqlite3.Connection, silence_id: int, now: str) -> bool:
@@ -97,9 +60,9 @@ def newly_ended(conn: sqlite3.Connection, now: str) -> list[SilenceRow]:
     """The silences that have ended and were not yet said to have ended; they are noted as said."""
     sql = (
         f"UPDATE silences SET end_logged = 1 WHERE end_logged = 0 AND (ends_at <= ? OR expired_at IS NOT NULL)"
-        f" RETURNING {_COLUMNS}"
+        f" RETURNING {SILENCE_COLUMNS}"
     )
-    return sorted((_row(r) for r in named(conn, sql, (now,))), key=lambda s: s.id)
+    return sorted((silence(r) for r in named(conn, sql, (now,))), key=lambda s: s.id)
 
 
 def silence_row(conn: sqlite3.Connection, row_id: int, channel: str, stopped: Mapping[int, int]) -> None:
