@@ -27,7 +27,7 @@ RANK: Final = {
 PURE: Final = frozenset(
     {"__future__", "collections", "dataclasses", "typing", "enum", "functools", "itertools", "math", "re"}
     | {"decimal", "json", "random", "array", "bisect", "datetime", "zoneinfo", "string", "unicodedata"}
-    | {"base64", "binascii", "urllib.parse", "contextvars", "types"}
+    | {"base64", "binascii", "urllib.parse", "contextvars", "types", "ipaddress"}
     | {"orjson", "xxhash", "jinja2", "markupsafe"}
 )
 

@@ -6,7 +6,6 @@ pydantic stops here: nothing outside ``orderwatch.config`` sees these models or 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -33,6 +32,7 @@ from orderwatch.config.problems import NONE, Problem, did_you_mean, quoted, rais
 from orderwatch.core import quiet as hours
 from orderwatch.core import schedule
 from orderwatch.core.durations import format_duration, parse_duration
+from orderwatch.core.hosts import is_loopback
 from orderwatch.core.model import CANONICAL_STATES, EventKind, fold_state
 from orderwatch.core.rules import Channel, Rule
 from orderwatch.core.secret import Secret
@@ -398,7 +398,7 @@ class SourceConfig(DefaultsConfig):
     def _together(self) -> SourceConfig:
         found = self._json_problems()
         parts = urlsplit(self.base_url)
-        if parts.scheme == "http" and self.token and not (_loopback(parts.hostname) or self.allow_insecure_http):
+        if parts.scheme == "http" and self.token and not (is_loopback(parts.hostname) or self.allow_insecure_http):
             msg = "plain http:// would send the token unencrypted; use https:// or set allow_insecure_http = true"
             found.append(Problem(msg, at=("base_url",), value=self.base_url))
         known = {*CANONICAL_STATES, *self.states.values()}
@@ -407,13 +407,6 @@ class SourceConfig(DefaultsConfig):
                 found.append(Problem("unknown state" + did_you_mean(state, known), at=("open_states",), value=state))
         raise_all(found)
         return self
-
-
-def _loopback(host: str | None) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
 
 
 def _param_text(value: Any) -> str | None:

@@ -14,7 +14,6 @@ canonical is labelled ``other`` (``OTHER_STATE``), so an API that invents states
 from __future__ import annotations
 
 import errno
-import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
+from orderwatch.core.hosts import is_loopback
 from orderwatch.core.model import is_canonical
 from orderwatch.errors import ConfigError
 
@@ -51,11 +51,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:9464"`` → host and port; ConfigError unless the host is a loopback address."""
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback or not port.isdigit():
+    if not is_loopback(host) or not port.isdigit():
         raise ConfigError(f'metrics.listen: expected a loopback host:port like "127.0.0.1:9464", got "{listen}"')
     return host, int(port)
 

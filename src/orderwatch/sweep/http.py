@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import ipaddress
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -28,6 +27,7 @@ import httpx
 import stamina
 
 from orderwatch import __version__
+from orderwatch.core.hosts import is_loopback
 from orderwatch.core.model import Order, Page
 from orderwatch.errors import AuthError, HTTPStatusError, LimitExceeded, MalformedResponse, SourceError, TransportError
 from orderwatch.sources import Request, Skip, Source, adapter_for
@@ -85,16 +85,6 @@ async def clients(transport: httpx.AsyncBaseTransport | None = None) -> AsyncIte
         yield pool
     finally:
         await pool.aclose()
-
-
-def is_loopback(host: str | None) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address((host or "").strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_transport(src: Source) -> None:
