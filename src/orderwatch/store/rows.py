@@ -6,13 +6,16 @@ later migration adds, wherever it lands in the table, cannot shift a field.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import orjson
 
 from orderwatch.core.model import Event, EventKind
+
+R = TypeVar("R", "OrderRow", "SilenceRow")
 
 
 class DeliveryLike(Protocol):
@@ -155,15 +158,7 @@ def source_state(row: sqlite3.Row) -> SourceState:
 
 def order_row(row: sqlite3.Row) -> OrderRow:
     """An ``orders`` row (``ORDER_COLUMNS``)."""
-    return OrderRow(
-        source=row["source"],
-        key=row["key"],
-        raw_state=row["raw_state"],
-        state=row["state"],
-        first_seen=row["first_seen"],
-        changed_at=row["changed_at"],
-        raw=row["raw"],
-    )
+    return _by_name(OrderRow, row)
 
 
 def event(row: sqlite3.Row) -> Event:
@@ -205,13 +200,9 @@ def outbox_row(row: sqlite3.Row) -> OutboxRow:
 
 def silence(row: sqlite3.Row) -> SilenceRow:
     """A ``silences`` row (``SILENCE_COLUMNS``)."""
-    return SilenceRow(
-        id=row["id"],
-        source=row["source"],
-        order_id=row["order_id"],
-        rule=row["rule"],
-        comment=row["comment"],
-        created_at=row["created_at"],
-        ends_at=row["ends_at"],
-        expired_at=row["expired_at"],
-    )
+    return _by_name(SilenceRow, row)
+
+
+def _by_name(cls: type[R], row: sqlite3.Row) -> R:
+    """A row type whose fields are columns of the same names, taken as they are."""
+    return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
