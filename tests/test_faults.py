@@ -32,7 +32,7 @@ import stamina.instrumentation
 
 from orderwatch.config import Config, load_config
 from orderwatch.core.model import Event
-from orderwatch.simulator import Api, Faults, SimChange, SimServer, Simulator
+from orderwatch.simulator import Api, Conventions, Faults, SimChange, SimServer, Simulator
 from orderwatch.store import EventFilter, Store
 from orderwatch.sweep import http
 from orderwatch.sweep.poller import Poller, PollResult
@@ -314,6 +314,34 @@ async def test_faulty_drifting_polls_make_no_false_event_and_miss_no_transition(
     if api == "lsky":
         assert kinds["vanished"] >= 1, kinds  # deleted cancelled orders were reported
     assert sum(e.kind == "appeared" for e in events) == len({e.order_id for e in events if e.kind == "appeared"})
+
+
+@pytest.mark.anyio
+async def test_a_row_pulled_past_a_page_of_a_list_without_counts_is_not_reported_vanished(tmp_path: Path) -> None:
+    """A list without counts (Laravel's simplePaginate) and no detail endpoint proves absence by its end alone: an
+    order deleted from the first page while the second is asked pulls a row past the page unseen; a second look at
+    the list finds it, so nothing still listed is reported vanished, and the next poll reports the deletion, once."""
+    sim = Simulator(
+        seed=4, ace_token=ACE_TOKEN, lsky_token=LSKY_TOKEN, max_page_size=10,
+        conventions=Conventions().with_switches(["lsky_paginator=simple", "lsky_detail=none"]),
+    )  # fmt: skip
+    sim.add_lsky(45, status="cancelled")
+    newest_first = [o["trade_no"] for o in sorted(sim.orders("lsky"), key=lambda o: o["trade_no"], reverse=True)]
+    with SimServer(sim) as server, stamina.set_testing(True, attempts=3):
+        conf = write_config(tmp_path, server.url, "lsky")
+        src = conf.sources["images"]
+        async with polling(conf) as poller:
+            assert (await poller.poll(src, full=True)).baseline
+            with sim.lock:
+                sim.faults.queue["lsky"].extend([None, "drift_delete"])  # type: ignore[list-item]  # page 2 deletes
+            skipped = await poller.poll(src, full=True)
+            deleted = next(k for k in newest_first if k not in {o["trade_no"] for o in sim.orders("lsky")})
+            settled = await poller.poll(src, full=True)
+            events = poller.store.events(EventFilter(source="images"))
+    assert deleted == newest_first[0]  # listed on the first page before it went, so that page 2 skipped a row
+    assert skipped.ok and skipped.events == () and not skipped.consistent, skipped
+    assert [(e.order_id, e.kind) for e in events] == [(deleted, "vanished")]
+    assert settled.ok and settled.consistent and len(settled.events) == 1
 
 
 def test_audit_flags_false_and_missed_events() -> None:

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Final, Protocol
@@ -63,6 +63,41 @@ class _Collect:
 
     async def distinct(self) -> int:
         return len(self.seen)
+
+
+class _Lookout:
+    """The sink of a second look at the list: keeps only the orders among ``keys``, builds nothing else to keep."""
+
+    skip = None
+
+    def __init__(self, keys: Collection[str]) -> None:
+        self.keys = keys
+        self.found: dict[str, Order] = {}
+        self.taken = 0
+
+    async def __call__(self, orders: tuple[Order, ...]) -> None:
+        self.taken += len(orders)
+        for order in orders:
+            if order.key in self.keys:
+                self.found[order.key] = order.compact()
+
+    async def distinct(self) -> int:
+        return self.taken  # an upper bound: the look proves nothing by counts, only by reaching the end
+
+
+async def look_again(
+    client: httpx.AsyncClient, src: Source, keys: Collection[str], tally: Tally
+) -> tuple[dict[str, Order], bool]:
+    """Page through the whole list once more for ``keys`` (orders a sweep missed): (those listed now, whether the
+    look was whole — complete, to the end of the list). A list without usable counts proves absence only by its
+    end, and an order deleted on an earlier page while a later one was asked pulls a row past the page boundary
+    unseen; an order missing from two looks was not merely skipped."""
+    lookout = _Lookout(keys)
+    try:
+        second = await stream(client, src, lookout, tally=tally, trust_counts=False)
+    except SourceError:
+        return lookout.found, False
+    return lookout.found, second.complete and second.end_reached
 
 
 @dataclass(slots=True)

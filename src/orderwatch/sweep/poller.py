@@ -358,14 +358,23 @@ class Poller:
                 missing = await sweep.unseen()
                 if baselined and missing:
                     found = await self._confirm_absent(client, src, missing, tally)
-                    if found:
+                    why = "the detail endpoint still has orders the sweep missed"
+                    if not found and not (trust_counts and observation.counts_ok):
+                        # absence rests on the list's end alone: a second look must miss them too
+                        found, whole = await paging.look_again(client, src, missing, tally)
+                        log.info(
+                            "orders missing from a list without usable counts: looked for them again",
+                            source=src.name, missing=len(missing), found=len(found), whole=whole,
+                        )  # fmt: skip
+                        if found:
+                            why = "a second look at the list has orders the sweep missed"
+                        elif not whole:
+                            why = "a second look at the list, to confirm orders gone, did not reach its end"
+                            missing = {}
+                    if found or not missing:  # the sweep skipped rows, or it is not known that it did not
                         await sweep(tuple(found.values()))
                         missing = {}
-                        observation = replace(
-                            observation,
-                            consistent=False,
-                            reason="the detail endpoint still has orders the sweep missed",
-                        )
+                        observation = replace(observation, consistent=False, reason=why)
             elif baselined and observation.complete and observation.end_reached:
                 # the counts disagree with the sweep, which still reached the end: an order it missed is gone only
                 # once a proven detail endpoint says 404 for it
