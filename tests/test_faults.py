@@ -262,10 +262,20 @@ def audit(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("api", ["ace", "lsky"])
-async def test_faulty_drifting_polls_make_no_false_event_and_miss_no_transition(tmp_path: Path, api: Api) -> None:
-    """Faulty, drifting mixed polls then a clean one: no false event, no missed change, snapshot = simulator."""
-    sim = Simulator(seed=23, ace_token=ACE_TOKEN, lsky_token=LSKY_TOKEN, max_page_size=7)
+@pytest.mark.parametrize(
+    ("api", "switches"),
+    [("ace", ()), ("lsky", ()), ("lsky", ("lsky_paginator=simple", "lsky_detail=none"))],
+    ids=["ace", "lsky", "lsky-uncounted"],
+)
+async def test_faulty_drifting_polls_make_no_false_event_and_miss_no_transition(
+    tmp_path: Path, api: Api, switches: tuple[str, ...]
+) -> None:
+    """Faulty, drifting mixed polls then a clean one: no false event, no missed change, snapshot = simulator; also
+    on a list without counts or detail endpoint, where only a look by search or a second sweep proves a row gone."""
+    sim = Simulator(
+        seed=23, ace_token=ACE_TOKEN, lsky_token=LSKY_TOKEN, max_page_size=7,
+        conventions=Conventions().with_switches(switches),
+    )  # fmt: skip
     faults = CountingFaults(rng=random.Random(99), slow_seconds=0.01)
     sim.faults = faults
     (sim.add_ace if api == "ace" else sim.add_lsky)(30)
@@ -317,13 +327,17 @@ async def test_faulty_drifting_polls_make_no_false_event_and_miss_no_transition(
 
 
 @pytest.mark.anyio
-async def test_a_row_pulled_past_a_page_of_a_list_without_counts_is_not_reported_vanished(tmp_path: Path) -> None:
+@pytest.mark.parametrize("search", ["substring", "ignored"])
+async def test_a_row_pulled_past_a_page_of_a_list_without_counts_is_not_reported_vanished(
+    tmp_path: Path, search: str
+) -> None:
     """A list without counts (Laravel's simplePaginate) and no detail endpoint proves absence by its end alone: an
-    order deleted from the first page while the second is asked pulls a row past the page unseen; a second look at
-    the list finds it, so nothing still listed is reported vanished, and the next poll reports the deletion, once."""
+    order deleted from the first page while the second is asked pulls a row past the page unseen; a search by its
+    trade number (or, where the search is ignored, a second look at the list) finds it, so nothing still listed is
+    reported vanished, and the next poll reports the deletion, once."""
     sim = Simulator(
         seed=4, ace_token=ACE_TOKEN, lsky_token=LSKY_TOKEN, max_page_size=10,
-        conventions=Conventions().with_switches(["lsky_paginator=simple", "lsky_detail=none"]),
+        conventions=Conventions().with_switches(["lsky_paginator=simple", "lsky_detail=none", f"lsky_search={search}"]),
     )  # fmt: skip
     sim.add_lsky(45, status="cancelled")
     newest_first = [o["trade_no"] for o in sorted(sim.orders("lsky"), key=lambda o: o["trade_no"], reverse=True)]

@@ -32,10 +32,10 @@ from orderwatch.core.diff import diff
 from orderwatch.core.model import Change, Event, Known, Observation, Order, is_canonical
 from orderwatch.core.rules import Router, no_routes
 from orderwatch.errors import AuthError, LimitExceeded, SourceError, StoreError
-from orderwatch.sources import Source, adapter_for
+from orderwatch.sources import Part, Source, adapter_for
 from orderwatch.sweep import local, paging, plan
 from orderwatch.sweep.full import FullSweep
-from orderwatch.sweep.http import Clients, Tally, fetch_detail
+from orderwatch.sweep.http import Clients, Tally, fetch_detail, fetch_page
 from orderwatch.sweep.reconcile import Executor
 
 if TYPE_CHECKING:
@@ -360,16 +360,21 @@ class Poller:
                     found = await self._confirm_absent(client, src, missing, tally)
                     why = "the detail endpoint still has orders the sweep missed"
                     if not found and not (trust_counts and observation.counts_ok):
-                        # absence rests on the list's end alone: a second look must miss them too
-                        found, whole = await paging.look_again(client, src, missing, tally)
+                        # absence rests on the list's end alone: a search by key, or a second look at the whole
+                        # list, must miss them too
+                        searched = await self._search_keys(client, src, sweep, missing, tally)
+                        if searched is not None:
+                            (found, whole), why = searched, "a search by key has orders the sweep missed"
+                        else:
+                            found, whole = await paging.look_again(client, src, missing, tally)
+                            why = "a second look at the list has orders the sweep missed"
                         log.info(
                             "orders missing from a list without usable counts: looked for them again",
                             source=src.name, missing=len(missing), found=len(found), whole=whole,
+                            by="search" if searched is not None else "list",
                         )  # fmt: skip
-                        if found:
-                            why = "a second look at the list has orders the sweep missed"
-                        elif not whole:
-                            why = "a second look at the list, to confirm orders gone, did not reach its end"
+                        if not found and not whole:
+                            why = "the look for orders the sweep missed, to confirm them gone, failed"
                             missing = {}
                     if found or not missing:  # the sweep skipped rows, or it is not known that it did not
                         await sweep(tuple(found.values()))
@@ -429,6 +434,46 @@ class Poller:
         if found:
             log.info("sweep skipped rows; no order reported vanished this poll", source=src.name, skipped=len(found))
         return found
+
+    async def _search_keys(
+        self, client: httpx.AsyncClient, src: Source, sweep: FullSweep, keys: Mapping[str, Known], tally: Tally
+    ) -> tuple[dict[str, Order], bool] | None:
+        """Orders a sweep missed, looked up one by one through the list's search by key: a part holding one key is
+        one short page, where no deletion elsewhere can move a row. Returns (those the search lists — the others
+        are proven gone —, False when a request failed after its retries and nothing is proven), or None when the
+        source cannot search by key, there are more than ``DETAIL_CHECK_MAX``, or the search did not prove itself
+        first on an order the sweep saw (listing it, and only orders it admits)."""
+        adapter = adapter_for(src)
+        partition = adapter.partition
+        if partition is None or partition.by != "key" or not keys or len(keys) > DETAIL_CHECK_MAX:
+            return None
+        deadline = time.monotonic() + min(src.retry_budget, 30.0)
+
+        async def listed(key: str) -> dict[str, Order] | None:
+            part = Part(lo=key)
+            req = adapter.list_request(src, adapter.first_cursor(), part=part)
+            page = await fetch_page(client, src, req, tally, deadline)
+            if page.size > len(page.orders) or not all(partition.admits(part, o.key) for o in page.orders):
+                return None  # the search was not applied as asked
+            if len(page.orders) >= src.page_size and key not in {o.key for o in page.orders}:
+                return None  # a full page without it: it could be on the next one
+            return {o.key: o for o in page.orders}
+
+        present = await sweep.stored_keys(exclude=list(keys))
+        found: dict[str, Order] = {}
+        try:
+            probe = await listed(present[0]) if present else None
+            if probe is None or present[0] not in probe:
+                return None
+            for key in keys:
+                orders = await listed(key)
+                if orders is None:
+                    return None
+                if key in orders:
+                    found[key] = orders[key]
+        except SourceError as exc:
+            return (found, False) if exc.retryable else None  # a refused search is no search: look at the list
+        return found, True
 
     async def _prove_gone(
         self,
