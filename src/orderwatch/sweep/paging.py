@@ -91,7 +91,8 @@ async def look_again(
     """Page through the whole list once more for ``keys`` (orders a sweep missed): (those listed now, whether the
     look was whole — complete, to the end of the list). A list without usable counts proves absence only by its
     end, and an order deleted on an earlier page while a later one was asked pulls a row past the page boundary
-    unseen; an order missing from two looks was not merely skipped."""
+    unseen. A second look makes such a skip unlikely, not impossible (drift can skip the same row again); the poller
+    asks the list's search by key first where there is one, which is one short page per order."""
     lookout = _Lookout(keys)
     try:
         second = await stream(client, src, lookout, tally=tally, trust_counts=False)
