@@ -21,7 +21,7 @@ from orderwatch.core.fingerprints import fingerprint, tag_of
 from orderwatch.core.model import Change, Known, Observation, Order
 from orderwatch.errors import SchemaTooNew, StoreError
 from orderwatch.store import EventFilter, Store, migrations
-from orderwatch.store.db import Database
+from orderwatch.store.db import PAGE_SIZE, Database
 from orderwatch.store.sweep import BulkRow
 
 T0 = "2026-11-22T10:00:00.000000Z"
@@ -492,3 +492,18 @@ def test_a_baseline_in_bulk_whose_write_failed_keys_and_counts_what_it_kept(tmp_
     }
     assert len(store.orders("ace")) == 3
     store.close()
+
+
+def test_a_new_database_gets_large_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    """A database the store creates has PAGE_SIZE pages; one created by an earlier version keeps its page size."""
+    Store.open(tmp_path / "new.db").close()
+    with closing(sqlite3.connect(tmp_path / "new.db")) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    with closing(sqlite3.connect(tmp_path / "old.db")) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    store = Store.open(tmp_path / "old.db")
+    store.close()
+    with closing(sqlite3.connect(tmp_path / "old.db")) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
