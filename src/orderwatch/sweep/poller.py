@@ -52,12 +52,18 @@ BASELINE_TRIES: Final = 3
 # a sighting there means the sweep skipped rows, so nothing is reported vanished this time.
 DETAIL_CHECK_MAX: Final = 20
 UNKNOWN_STATES_LOGGED: Final = 20  # distinct unknown raw states logged per source (then one line says so)
+RECHECK_SECONDS: Final = 30.0  # at most this long (and within retry_budget) for one re-check of missing orders
 
 
 def poll_budget(src: Source) -> float:
     """Seconds one poll of ``src`` may take: a full sweep of ``max_pages`` requests, each within its ``timeout``,
     plus the ``retry_budget``."""
     return src.retry_budget + src.max_pages * src.timeout
+
+
+def recheck_deadline(src: Source) -> float:
+    """The monotonic deadline of one re-check of orders a sweep missed (detail, search by key, proof of gone)."""
+    return time.monotonic() + min(src.retry_budget, RECHECK_SECONDS)
 
 
 class Outcome(enum.Enum):
@@ -423,7 +429,7 @@ class Poller:
         if len(missing) > DETAIL_CHECK_MAX:
             return {}
         found: dict[str, Order] = {}
-        deadline = time.monotonic() + min(src.retry_budget, 30.0)
+        deadline = recheck_deadline(src)
         for key in missing:
             try:
                 order = await fetch_detail(client, src, key, tally, deadline)
@@ -447,7 +453,7 @@ class Poller:
         partition = adapter.partition
         if partition is None or partition.by != "key" or not keys or len(keys) > DETAIL_CHECK_MAX:
             return None
-        deadline = time.monotonic() + min(src.retry_budget, 30.0)
+        deadline = recheck_deadline(src)
 
         async def listed(key: str) -> dict[str, Order] | None:
             part = Part(lo=key)
@@ -488,7 +494,7 @@ class Poller:
         than ``DETAIL_CHECK_MAX`` or the endpoint cannot be trusted."""
         if not candidates or len(candidates) > DETAIL_CHECK_MAX:
             return {}, {}
-        deadline = time.monotonic() + min(src.retry_budget, 30.0)
+        deadline = recheck_deadline(src)
         present = await sweep.stored_keys(exclude=list(candidates))
         try:
             probe = await fetch_detail(client, src, present[0], tally, deadline) if present else None
