@@ -23,9 +23,18 @@ RECHECK: Final = timedelta(hours=24)  # a capability the server lacked is tried 
 
 def raw_states(src: Source, canonical: set[str]) -> list[str]:
     """The raw states, spelled as the API spells them, that map to ``canonical`` states (Ace ``Pending``, Lsky
-    ``unpaid``); a raw state the user mapped (``states = { "0" = … }``) is sent as written."""
-    spelled = {raw.casefold(): raw for raw in adapter_for(src).raw_states}
-    return sorted({spelled.get(raw, raw) for raw, state in src.states.items() if state in canonical})
+    ``unpaid``); a raw state the user mapped (``states = { "0" = … }``) is sent as written. A name the format's
+    default mapping only accepts in case an API sends it (Ace has no ``cancelled``) is not asked for: a server
+    whose filter knows its own states answers it with HTTP 400 (django-filter's ``MultipleChoiceFilter``)."""
+    adapter = adapter_for(src)
+    spelled = {raw.casefold(): raw for raw in adapter.raw_states}
+    return sorted(
+        {
+            spelled.get(raw, raw)
+            for raw, state in src.states.items()
+            if state in canonical and (raw in spelled or adapter.default_states.get(raw) != state)
+        }
+    )
 
 
 def partition_of(src: Source) -> Partition | None:

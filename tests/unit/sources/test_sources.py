@@ -257,3 +257,12 @@ def test_state_filters_use_the_apis_own_spellings() -> None:
     assert raw_states(source("acedata"), {"Pending", "Paid"}) == ["Paid", "Pending"]
     assert raw_states(source("lsky"), {"Paid", "Cancelled"}) == ["cancelled", "paid"]
     assert raw_states(source("acedata", states={"0": "Pending"}), {"Pending"}) == ["0", "Pending"]
+
+
+def test_a_state_only_the_default_mapping_knows_is_never_asked_for() -> None:
+    """Ace has no ``cancelled``: its default mapping takes one in, but no filter asks for it (a server whose filter
+    knows its states would answer 400); a user's own mapping to Cancelled is asked for as written."""
+    from orderwatch.sweep.local import raw_states
+
+    assert raw_states(source("acedata"), {"Cancelled", "Refunded"}) == ["Refunded"]
+    assert raw_states(source("acedata", states={"void": "Cancelled"}), {"Cancelled"}) == ["void"]
