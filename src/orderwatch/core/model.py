@@ -159,6 +159,9 @@ class Observation:
     counts_ok: bool | None = None  # the API's counts held up against what the sweep saw (None: it gave none)
     sorted_ok: bool | None = None  # the list came newest first as asked (None: cannot tell)
     end_reached: bool = False  # the sweep ended at an empty page (the list has nothing past what it saw)
+    # the most orders a page held that was shorter than asked and yet followed by more: the server's silent cap on
+    # the page size (None: no page showed one)
+    served_page: int | None = None
 
     @property
     def proves_absence(self) -> bool:

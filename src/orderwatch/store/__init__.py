@@ -255,13 +255,23 @@ class Store:
         duration: float | None = None,
         error: str | None = None,
         full_due: str | None = None,
+        served_page: int | None = None,
     ) -> list[Event]:
         """Write ``change`` — snapshot rows, events and their outbox rows — in one transaction, and the source's
-        bookkeeping (``full_due``: what the poll could not settle, so the next poll sweeps in full).
+        bookkeeping (``full_due``: what the poll could not settle, so the next poll sweeps in full;
+        ``served_page``: the server's cap on the page size that a full sweep saw).
 
         Returns the events with their ids (and, for ``vanished``, the order as last stored).
         """
-        poll = Poll(now=now, full=full, requests=requests, duration=duration, error=error, full_due=full_due)
+        poll = Poll(
+            now=now,
+            full=full,
+            requests=requests,
+            duration=duration,
+            error=error,
+            full_due=full_due,
+            served_page=served_page,
+        )
         with self._writing(source) as (conn, written):
             done = record(conn, source, change, deliveries, poll)
             written.append(self._kept.follows(source, done.written.prints, done.written.added, removed=done.removed))

@@ -26,13 +26,15 @@ def every(conn: sqlite3.Connection) -> list[rows.SourceState]:
 
 
 def note_poll(conn: sqlite3.Connection, source: str, poll: dict[str, Any]) -> None:
-    """A poll of ``source`` was recorded: ``poll`` has now, count, requests, duration, baseline, full, tried, and
-    full_due (what it could not settle; None: nothing)."""
+    """A poll of ``source`` was recorded: ``poll`` has now, count, requests, duration, baseline, full, tried,
+    full_due (what it could not settle; None: nothing) and served_page (the server's page-size cap a complete
+    full sweep saw; None: it saw none)."""
     conn.execute(
         "UPDATE sources SET last_poll_at = :now, orders = :count, last_requests = :requests,"
         " last_duration = :duration,"
         " baseline_at = CASE WHEN :baseline AND baseline_at IS NULL THEN :now ELSE baseline_at END,"
         " last_full_at = CASE WHEN :full THEN :now ELSE last_full_at END,"
+        " served_page = CASE WHEN :full THEN :served_page ELSE served_page END,"
         " baseline_tries = baseline_tries + CASE WHEN :tried AND baseline_at IS NULL THEN 1 ELSE 0 END,"
         " full_due = :full_due"
         " WHERE name = :name",

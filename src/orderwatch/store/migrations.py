@@ -272,6 +272,12 @@ def _m0009(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0010(conn: sqlite3.Connection) -> None:
+    # The page size a server really gives (its silent cap), as the last complete full sweep saw it: incremental
+    # plans are costed in the server's pages, not in the page size asked.
+    conn.execute("ALTER TABLE sources ADD COLUMN served_page INTEGER")
+
+
 Step = Callable[[sqlite3.Connection], None]
 STEPS: tuple[tuple[str, Step], ...] = (
     ("0001_initial", _m0001),
@@ -282,6 +288,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("0006_rowid_orders", _m0006),
     ("0007_counts_and_capabilities", _m0007),
     ("0009_policies", _m0009),
+    ("0010_served_page", _m0010),
 )
 _SET = "orderwatch"
 

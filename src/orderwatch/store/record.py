@@ -28,6 +28,7 @@ class Poll:
     duration: float | None = None
     error: str | None = None
     full_due: str | None = None  # what the poll could not settle (the next one sweeps in full)
+    served_page: int | None = None  # the server's cap on the page size a full sweep saw (kept if it is complete)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ def record(
             "full": clean,
             "tried": clean and not change.baseline,
             "full_due": poll.full_due,
+            "served_page": poll.served_page,
         },
     )
     if poll.error is None:

@@ -51,6 +51,7 @@ class SourceState:
     next_poll_at: str | None
     baseline_tries: int = 0  # complete full sweeps that were not consistent enough to be the baseline
     full_due: str | None = None  # what the last poll could not settle: the next poll sweeps in full
+    served_page: int | None = None  # the server's cap on the page size, as the last complete full sweep saw it
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,8 @@ class SilenceRow:
 
 SOURCE_COLUMNS: Final = (
     "name, baseline_at, last_poll_at, last_success_at, last_full_at, last_error, last_error_at, failures,"
-    " failing_since, alerted, orders, last_requests, last_duration, next_poll_at, baseline_tries, full_due"
+    " failing_since, alerted, orders, last_requests, last_duration, next_poll_at, baseline_tries, full_due,"
+    " served_page"
 )
 ORDER_COLUMNS: Final = "source, key, raw_state, state, first_seen, changed_at, raw"
 EVENT_COLUMNS: Final = "id, source, order_id, kind, from_state, to_state, raw_from, raw_to, detected_at, order_json"
@@ -153,6 +155,7 @@ def source_state(row: sqlite3.Row) -> SourceState:
         next_poll_at=row["next_poll_at"],
         baseline_tries=row["baseline_tries"],
         full_due=row["full_due"],
+        served_page=row["served_page"],
     )
 
 

@@ -57,9 +57,14 @@ def capabilities(store: Store, src: Source) -> dict[plan.Capability, bool | None
 
 
 def knowledge(store: Store, src: Source, caps: Mapping[plan.Capability, bool | None]) -> plan.Knowledge:
-    """What an incremental plan of ``src`` starts from."""
+    """What an incremental plan of ``src`` starts from. Its pages are the server's: the page size asked, or less
+    when the last complete full sweep found the server giving fewer a page (a silent cap such as DRF's
+    ``max_limit``), so that what a plan costs is counted in the requests it will really take."""
     adapter = adapter_for(src)
     counts = store.state_counts(src.name)
+    state = store.source_state(src.name)
+    served = state.served_page if state is not None else None
+    page_size = min(src.page_size, served) if served else src.page_size
     open_raw = raw_states(src, set(src.open_states))
     settled = sorted({*raw_states(src, set(src.states.values())), *counts} - set(open_raw))
     partition = partition_of(src)
@@ -70,7 +75,7 @@ def knowledge(store: Store, src: Source, caps: Mapping[plan.Capability, bool | N
     }
     floor = min((r.created for r in open_rows.values() if r.created), default=None)
     return plan.Knowledge(
-        page_size=src.page_size,
+        page_size=page_size,
         max_pages=src.max_pages,
         first_cursor=adapter.first_cursor(),
         next_cursor=adapter.next_cursor,
@@ -84,7 +89,7 @@ def knowledge(store: Store, src: Source, caps: Mapping[plan.Capability, bool | N
         newest=store.newest_created(src.name),
         partition=partition,
         caps=caps,
-        full_pages=math.ceil(sum(counts.values()) / src.page_size) + 1,
+        full_pages=math.ceil(sum(counts.values()) / page_size) + 1,
         jump=_jump(adapter.first_cursor(), adapter.next_cursor),
     )
 

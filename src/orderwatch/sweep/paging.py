@@ -119,11 +119,16 @@ class _Sweep:
     unsorted: str | None = None  # why the list is not newest first
     oldest: str | None = None  # the creation time of the last item so far
     tokens: set[str] = field(default_factory=set)  # token paging: every next page pointed to so far
+    last_size: int = 0  # orders on the previous page
+    served_page: int | None = None  # see ``Observation.served_page``
 
     def add(self, cursor: int, page: Page) -> tuple[int | None, bool]:
         """Account for one page whose orders the sink took: the cursor after it (None: it was empty, the end, or
         it points back to a page already listed), and whether its totals say it was the last."""
         self.pages += 1
+        if page.size and 0 < self.last_size < self.src.page_size:  # a short page, and more came after it
+            self.served_page = max(self.served_page or 0, self.last_size)
+        self.last_size = page.size
         if self.adapter.follow is not None and page.next is not None:
             if page.next in self.tokens:  # a cycle: following on would list the same pages again
                 self.fail(f"page {self.pages} points back to a page already listed (a paging cycle)")
@@ -205,6 +210,7 @@ class _Sweep:
             counts_ok=counts_ok,
             end_reached=self.end_reached,
             sorted_ok=None if self.oldest is None else self.unsorted is None,
+            served_page=self.served_page,
         )
 
 

@@ -303,6 +303,7 @@ class Poller:
                         duration=duration,
                         error=error,
                         full_due=None if settled else (error or observation.reason or "an inconsistent sweep"),
+                        served_page=observation.served_page,
                     )
                 )
             except StoreError as exc:

@@ -58,6 +58,25 @@ def test_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_the_served_page_size_is_what_the_last_complete_full_sweep_saw(store: Store) -> None:
+    """A complete full sweep stores the server's page cap it saw (or none); an incremental poll or a failed sweep
+    leaves the one stored."""
+    nothing = Change(events=(), upserts=(), removals=())
+
+    def served() -> int | None:
+        state = store.source_state("ace")
+        return state.served_page if state is not None else -1
+
+    store.record("ace", nothing, [], now=T0, full=True, served_page=10)
+    assert served() == 10
+    store.record("ace", nothing, [], now=T1, full=False, served_page=None)
+    assert served() == 10
+    store.record("ace", nothing, [], now=T1, full=True, error="page 3 failed", served_page=None)
+    assert served() == 10
+    store.record("ace", nothing, [], now=T1, full=True, served_page=None)
+    assert served() is None
+
+
 def test_record_stores_snapshot_events_and_outbox_together(store: Store) -> None:
     """Baseline rows, then a transition with its outbox row, are all visible after one record each."""
     base = diff({}, observe(order("a", "Pending")), baselined=False, now=T0)

@@ -62,6 +62,16 @@ async def test_an_honest_list_is_swept_in_full_and_proves_absence() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_silent_cap_on_the_page_size_is_measured_and_an_honest_server_shows_none() -> None:
+    """A server giving 20 of the 50 asked (more following) is seen capping pages at 20; one that gives what is
+    asked, or a list shorter than a page, shows no cap."""
+    capped = await collect(ace_api(orders(230), clamp=20))
+    assert (capped.distinct, capped.consistent, capped.served_page) == (230, True, 20)
+    assert (await collect(ace_api(orders(230)))).served_page is None
+    assert (await collect(ace_api(orders(30)))).served_page is None
+
+
+@pytest.mark.anyio
 async def test_a_count_below_the_orders_listed_is_caught_by_the_page_after_it() -> None:
     """count = a third of the truth: the page after the claimed end has orders, so paging goes on to an empty
     page; every order is seen, the counts are no evidence, and absence rests on the empty page alone."""
