@@ -39,7 +39,8 @@ def problems_of(path: Path) -> list[str]:
 
 def test_a_preset_fills_every_key_and_explicit_keys_override_it(tmp_path: Path) -> None:
     """``preset = "woocommerce"`` gives path, auth, paging, filters and states; a key of the source's own table
-    replaces the preset's, and its ``paging``/``states`` tables merge key by key."""
+    replaces the preset's, and its ``paging``/``states`` tables merge key by key; a state is matched whatever its
+    case and sent in filters as written."""
     src = load_config(write(tmp_path, WOO), environ={}).sources["shop"]
     assert src.api is not None and src.auth == "basic" and not src.incremental
     assert src.api.path == "/wp-json/wc/v3/orders" and src.api.paging.style == "page"
@@ -51,6 +52,10 @@ def test_a_preset_fills_every_key_and_explicit_keys_override_it(tmp_path: Path) 
     assert src.api is not None and src.api.path == "/shop/wp-json/wc/v3/orders"
     assert src.states["processing"] == "Pending" and src.states["completed"] == "Finished"
     assert dict(src.api.paging.sort) == {"orderby": "id"} and src.api.paging.max_size == 100
+    text = WOO + 'states = { "On-Hold" = "Pending" }\n'
+    src = load_config(write(tmp_path, text), environ={}).sources["shop"]
+    assert src.states["on-hold"] == "Pending"  # answers are matched whatever the case
+    assert src.api is not None and "On-Hold" in src.api.raw_states  # and filters send it as written
 
 
 @pytest.mark.parametrize(

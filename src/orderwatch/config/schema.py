@@ -324,7 +324,7 @@ class SourceConfig(DefaultsConfig):
         for raw, state in value.items():
             if not isinstance(state, str) or not state.strip():
                 raise Problem("expected a state name", at=(raw,), value=state)
-            merged[str(raw).casefold()] = fold_state(state.strip())
+            merged[str(raw)] = fold_state(state.strip())  # as written: filters send it so (``to_source`` folds)
         return merged
 
     def to_api(self) -> JsonApi | None:
@@ -360,7 +360,7 @@ class SourceConfig(DefaultsConfig):
             token=Secret(self.token.get_secret_value()) if self.token is not None else None,
             params=self.params,
             multi_value=self.multi_value,
-            states=dict(self.states),
+            states={raw.casefold(): state for raw, state in self.states.items()},
             open_states=self.open_states if self.open_states is not None else default_open,
             page_size=self.page_size,
             interval=self.interval,

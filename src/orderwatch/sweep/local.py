@@ -5,7 +5,7 @@ questions about stored orders (``answerer``), read from the store. Blocking: run
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -21,13 +21,14 @@ if TYPE_CHECKING:
 RECHECK: Final = timedelta(hours=24)  # a capability the server lacked is tried again after this long
 
 
-def raw_states(src: Source, canonical: set[str]) -> list[str]:
+def raw_states(src: Source, canonical: set[str], seen: Iterable[str] = ()) -> list[str]:
     """The raw states, spelled as the API spells them, that map to ``canonical`` states (Ace ``Pending``, Lsky
-    ``unpaid``); a raw state the user mapped (``states = { "0" = … }``) is sent as written. A name the format's
-    default mapping only accepts in case an API sends it (Ace has no ``cancelled``) is not asked for: a server
-    whose filter knows its own states answers it with HTTP 400 (django-filter's ``MultipleChoiceFilter``)."""
+    ``unpaid``, or as ``seen`` in its answers); a raw state the user mapped (``states = { "0" = … }``) is sent as
+    written. A name the format's default mapping only accepts in case an API sends it (Ace has no ``cancelled``)
+    is not asked for until an answer holds it: a server whose filter knows its own states answers it with HTTP 400
+    (django-filter's ``MultipleChoiceFilter``)."""
     adapter = adapter_for(src)
-    spelled = {raw.casefold(): raw for raw in adapter.raw_states}
+    spelled = {raw.casefold(): raw for raw in (*adapter.raw_states, *seen)}
     return sorted(
         {
             spelled.get(raw, raw)
@@ -65,8 +66,8 @@ def knowledge(store: Store, src: Source, caps: Mapping[plan.Capability, bool | N
     state = store.source_state(src.name)
     served = state.served_page if state is not None else None
     page_size = min(src.page_size, served) if served else src.page_size
-    open_raw = raw_states(src, set(src.open_states))
-    settled = sorted({*raw_states(src, set(src.states.values())), *counts} - set(open_raw))
+    open_raw = raw_states(src, set(src.open_states), counts)
+    settled = sorted({*raw_states(src, set(src.states.values()), counts), *counts} - set(open_raw))
     partition = partition_of(src)
     by = partition.by if partition is not None else "created"
     open_rows = {

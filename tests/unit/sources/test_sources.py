@@ -266,3 +266,13 @@ def test_a_state_only_the_default_mapping_knows_is_never_asked_for() -> None:
 
     assert raw_states(source("acedata"), {"Cancelled", "Refunded"}) == ["Refunded"]
     assert raw_states(source("acedata", states={"void": "Cancelled"}), {"Cancelled"}) == ["void"]
+
+
+def test_a_state_is_asked_for_as_the_api_spelled_it_in_its_answers() -> None:
+    """A user's mapping is matched whatever its case, but filters send the spelling the answers held (``Voided``),
+    and a default-only name the API did send (Ace ``Cancelled``) is asked for after all."""
+    from orderwatch.sweep.local import raw_states
+
+    voided = source("acedata", states={"voided": "Cancelled"})
+    assert raw_states(voided, {"Cancelled"}, seen=["Voided", "Pending"]) == ["Voided"]
+    assert raw_states(source("acedata"), {"Cancelled"}, seen=["Cancelled"]) == ["Cancelled"]
